@@ -1,0 +1,394 @@
+r"""The piecewise-linear PSP neuron and its exact, event-driven first spike.
+
+Model
+-----
+Every presynaptic neuron :math:`i` fires at most once, at :math:`t_i`.  Its
+post-synaptic potential (PSP) is the triangular kernel
+
+.. math::
+
+    \varepsilon(s) = \begin{cases}
+        s/\tau_1, & 0 \le s < \tau_1, \\
+        (\tau_1 + \tau_2 - s)/\tau_2, & \tau_1 \le s < \tau_1 + \tau_2, \\
+        0, & \text{otherwise,}
+    \end{cases}
+
+which rises to a peak of 1 at :math:`s = \tau_1` and decays back to 0 at
+:math:`s = \tau_1 + \tau_2`.  The membrane potential of neuron :math:`j` is
+
+.. math::  v_j(t) = \sum_i w_{ji}\, \varepsilon(t - t_i),
+
+and the neuron fires once, at its first threshold crossing
+:math:`t_j = \min\{t \ge 0 : v_j(t) \ge \theta\}`; it is never reset.
+
+Because :math:`\varepsilon` is piecewise linear, so is :math:`v_j`.  Its slope
+only changes at the *breakpoints* :math:`t_i`, :math:`t_i + \tau_1` and
+:math:`t_i + \tau_1 + \tau_2`.  Sorting the breakpoints once and walking
+through them while carrying the potential and the slope gives the crossing
+time exactly, by solving one linear equation in the segment where it
+happens.  No time grid is involved.  Since the breakpoints depend only on the
+input times, one sort serves every neuron of the layer.
+
+Conventions (ours, documented here once)
+----------------------------------------
+* The window is :math:`[0, t_{\max})`.  An input at :math:`t_i \ge t_{\max}`
+  is "no spike" and contributes nothing.  A neuron that does not reach
+  :math:`\theta` before :math:`t_{\max}` is silent and gets :math:`t_{\max}`.
+* The threshold test is :math:`v \ge \theta` in continuous time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import njit, prange
+
+__all__ = [
+    "encode",
+    "psp",
+    "psp_derivative",
+    "first_spike_times",
+    "layer_forward",
+]
+
+
+# ---------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------
+def _check_positive(name: str, value: float) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def _check_times(t: np.ndarray, name: str = "t_in") -> np.ndarray:
+    t = np.asarray(t, dtype=np.float64)
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{name} contains NaN or infinite spike times")
+    if t.size and t.min() < 0:
+        raise ValueError(f"{name} contains negative spike times (min {t.min():g}); times start at 0")
+    return t
+
+
+# ---------------------------------------------------------------------------
+# encoding and kernel
+# ---------------------------------------------------------------------------
+def encode(images: np.ndarray, t_max: float = 256) -> np.ndarray:
+    r"""Time-to-first-spike encoding of pixel intensities.
+
+    .. math::  t = \lfloor t_{\max} (1 - p) \rfloor, \qquad p \in [0, 1],
+
+    so the brightest pixel fires at 0 and a black pixel at :math:`t_{\max}`,
+    which means "no spike".  ``uint8`` images are read as :math:`p = x/255`.
+
+    Parameters
+    ----------
+    images : array_like
+        ``uint8`` values 0..255 or floats in [0, 1], any shape.
+    t_max : float, default 256
+        Length of the coding window.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` spike times of the same shape, in :math:`\{0, 1, \dots, t_{\max}\}`.
+    """
+    t_max = _check_positive("t_max", t_max)
+    x = np.asarray(images)
+    if x.dtype == np.uint8:
+        p = x.astype(np.float64) / 255.0
+    elif np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating):
+        p = x.astype(np.float64)
+        if not np.all(np.isfinite(p)):
+            raise ValueError("images contain NaN or infinite values")
+        if p.size and (p.min() < 0 or p.max() > 1):
+            raise ValueError(
+                "float images must lie in [0, 1] (pass uint8 arrays for 0..255 intensities); "
+                f"got range [{p.min():g}, {p.max():g}]"
+            )
+    else:
+        raise TypeError(f"images must be uint8 or float, got dtype {x.dtype}")
+    # the small epsilon keeps floor() from dropping a step on values like 256*(1-1/255)
+    return np.floor(t_max * (1.0 - p) + 1e-9)
+
+
+def psp(s: np.ndarray, tau1: float, tau2: float) -> np.ndarray:
+    r"""Triangular post-synaptic potential :math:`\varepsilon(s)`.
+
+    .. math::
+
+        \varepsilon(s) = \begin{cases} s/\tau_1 & 0 \le s < \tau_1 \\
+        (\tau_1+\tau_2-s)/\tau_2 & \tau_1 \le s < \tau_1+\tau_2 \\
+        0 & \text{otherwise} \end{cases}
+
+    Parameters
+    ----------
+    s : array_like
+        Time since the presynaptic spike.
+    tau1, tau2 : float
+        Rise and decay times (> 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        Kernel values in [0, 1], same shape as ``s``.
+    """
+    tau1 = _check_positive("tau1", tau1)
+    tau2 = _check_positive("tau2", tau2)
+    s = np.asarray(s, dtype=np.float64)
+    rise = (s >= 0) & (s < tau1)
+    fall = (s >= tau1) & (s < tau1 + tau2)
+    return np.where(rise, s / tau1, np.where(fall, (tau1 + tau2 - s) / tau2, 0.0))
+
+
+def psp_derivative(s: np.ndarray, tau1: float, tau2: float) -> np.ndarray:
+    r""":math:`\varepsilon'(s)`: :math:`1/\tau_1` on the rise, :math:`-1/\tau_2` on the decay, 0 elsewhere."""
+    tau1 = _check_positive("tau1", tau1)
+    tau2 = _check_positive("tau2", tau2)
+    s = np.asarray(s, dtype=np.float64)
+    rise = (s >= 0) & (s < tau1)
+    fall = (s >= tau1) & (s < tau1 + tau2)
+    return np.where(rise, 1.0 / tau1, np.where(fall, -1.0 / tau2, 0.0))
+
+
+# ---------------------------------------------------------------------------
+# Numba kernels
+# ---------------------------------------------------------------------------
+@njit
+def _eps(s, tau1, tau2):
+    if s <= 0.0:
+        return 0.0
+    if s < tau1:
+        return s / tau1
+    if s < tau1 + tau2:
+        return (tau1 + tau2 - s) / tau2
+    return 0.0
+
+
+@njit
+def _deps(s, tau1, tau2):
+    if s < 0.0:
+        return 0.0
+    if s < tau1:
+        return 1.0 / tau1
+    if s < tau1 + tau2:
+        return -1.0 / tau2
+    return 0.0
+
+
+@njit
+def _active_sorted(t_in, t_max, act_t, act_i):
+    """Times and indices of the inputs that spike before ``t_max``, sorted by time.
+
+    Sorting the spike times once is enough: the rise, peak and end
+    breakpoints are the same sequence shifted by 0, tau1 and tau1 + tau2, so
+    the sweep merges three sorted streams.  Returns the number of active
+    inputs; ``act_t``/``act_i`` hold them in time order.
+    """
+    n = 0
+    for i in range(t_in.shape[0]):
+        if t_in[i] < t_max:
+            act_t[n] = t_in[i]
+            act_i[n] = i
+            n += 1
+    order = np.argsort(act_t[:n])
+    tmp_t = act_t[:n][order]
+    tmp_i = act_i[:n][order]
+    act_t[:n] = tmp_t
+    act_i[:n] = tmp_i
+    return n
+
+
+@njit
+def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out,
+           act_t, act_i, V, S):
+    """Exact first crossing for every neuron of one layer and one input pattern.
+
+    ``WT`` is the transposed weight matrix ``(n_in, n_out)`` so that the inner
+    loops over neurons read contiguous memory.  The breakpoints are visited
+    in time order by merging three sorted streams (PSP onsets, peaks, ends).
+    Between two consecutive breakpoints every potential is advanced
+    linearly; a neuron whose potential reaches ``theta`` inside the segment
+    gets the exact crossing time and is then parked at ``-inf`` so that it
+    never fires again.  Writes the spike time, the slope of ``v`` at the
+    crossing, and the peak potential and its time over ``[0, min(t_j, t_max)]``.
+    """
+    n_out = WT.shape[1]
+    n_act = _active_sorted(t_in, t_max, act_t, act_i)
+    for j in range(n_out):
+        V[j] = 0.0
+        S[j] = 0.0
+        t_out[j] = t_max
+        slope_out[j] = 0.0
+        vpeak_out[j] = 0.0
+        tpeak_out[j] = t_max
+    remaining = n_out
+    prev = 0.0
+    inv1 = 1.0 / tau1
+    inv12 = 1.0 / tau1 + 1.0 / tau2
+    inv2 = 1.0 / tau2
+    t12 = tau1 + tau2
+    p0 = 0
+    p1 = 0
+    p2 = 0
+    while True:
+        b0 = act_t[p0] if p0 < n_act else np.inf
+        b1 = act_t[p1] + tau1 if p1 < n_act else np.inf
+        b2 = act_t[p2] + t12 if p2 < n_act else np.inf
+        if b0 <= b1 and b0 <= b2:
+            b, kind = b0, 0
+        elif b1 <= b2:
+            b, kind = b1, 1
+        else:
+            b, kind = b2, 2
+        last = b >= t_max
+        if last:
+            b = t_max
+        dt = b - prev
+        if dt > 0.0:
+            crossed = False
+            for j in range(n_out):
+                v = V[j] + S[j] * dt
+                V[j] = v
+                crossed |= v >= theta
+                up = v > vpeak_out[j]
+                vpeak_out[j] = v if up else vpeak_out[j]
+                tpeak_out[j] = b if up else tpeak_out[j]
+            if crossed:
+                for j in range(n_out):
+                    if V[j] >= theta:
+                        s = S[j]
+                        tc = b - (V[j] - theta) / s
+                        if tc < prev:
+                            tc = prev
+                        t_out[j] = tc
+                        slope_out[j] = s
+                        vpeak_out[j] = theta
+                        tpeak_out[j] = tc
+                        V[j] = -np.inf
+                        remaining -= 1
+                if remaining == 0:
+                    return
+            prev = b
+        if last:
+            return
+        if kind == 0:
+            row = WT[act_i[p0]]
+            p0 += 1
+            for j in range(n_out):
+                S[j] += row[j] * inv1
+        elif kind == 1:
+            row = WT[act_i[p1]]
+            p1 += 1
+            for j in range(n_out):
+                S[j] -= row[j] * inv12
+        else:
+            row = WT[act_i[p2]]
+            p2 += 1
+            for j in range(n_out):
+                S[j] += row[j] * inv2
+
+
+@njit(parallel=True)
+def _forward_batch(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out):
+    batch, n_in = T_in.shape
+    n_out = WT.shape[1]
+    for b in prange(batch):
+        act_t = np.empty(n_in)
+        act_i = np.empty(n_in, dtype=np.int64)
+        V = np.empty(n_out)
+        S = np.empty(n_out)
+        _sweep(T_in[b], WT, theta, tau1, tau2, t_max, t_out[b], slope_out[b], vpeak_out[b],
+               tpeak_out[b], act_t, act_i, V, S)
+
+
+# ---------------------------------------------------------------------------
+# public wrappers
+# ---------------------------------------------------------------------------
+def _prepare(t_in, W, theta, tau1, tau2, t_max):
+    t_max = _check_positive("t_max", t_max)
+    theta = _check_positive("theta", theta)
+    tau1 = _check_positive("tau1", tau1)
+    tau2 = _check_positive("tau2", tau2)
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"W must have shape (n_out, n_in), got shape {W.shape}")
+    if not np.all(np.isfinite(W)):
+        raise ValueError("W contains NaN or infinite weights")
+    t_in = _check_times(t_in)
+    single = t_in.ndim == 1
+    T = t_in[None, :] if single else t_in
+    if T.ndim != 2 or T.shape[1] != W.shape[1]:
+        raise ValueError(
+            f"t_in must have shape (n_in,) or (batch, n_in) with n_in = W.shape[1] = {W.shape[1]}, "
+            f"got shape {t_in.shape}"
+        )
+    return np.ascontiguousarray(T), np.ascontiguousarray(W.T), theta, tau1, tau2, t_max, single
+
+
+def layer_forward(t_in, W, theta, tau1, tau2, t_max):
+    r"""First spike times plus the by-products learning needs.
+
+    Same model and arguments as :func:`first_spike_times`.
+
+    Returns
+    -------
+    t : ndarray
+        First spike times (``t_max`` when silent).
+    slope : ndarray
+        :math:`\dot v_j(t_j)` at the crossing, 0 for silent neurons.
+    v_peak : ndarray
+        Highest potential reached in :math:`[0, t_j]` (equal to
+        :math:`\theta` for neurons that fired).
+    t_peak : ndarray
+        Time of that peak (equal to :math:`t_j` for neurons that fired,
+        ``t_max`` when the potential never rose above 0).
+    """
+    T, WT, theta, tau1, tau2, t_max, single = _prepare(t_in, W, theta, tau1, tau2, t_max)
+    shape = (T.shape[0], WT.shape[1])
+    t_out = np.empty(shape)
+    slope = np.empty(shape)
+    vpeak = np.empty(shape)
+    tpeak = np.empty(shape)
+    _forward_batch(T, WT, theta, tau1, tau2, t_max, t_out, slope, vpeak, tpeak)
+    if single:
+        return t_out[0], slope[0], vpeak[0], tpeak[0]
+    return t_out, slope, vpeak, tpeak
+
+
+def first_spike_times(t_in, W, theta, tau1, tau2, t_max):
+    r"""Exact first spike times of a layer of PL-PSP neurons.
+
+    Solves :math:`t_j = \min\{t \in [0, t_{\max}) : \sum_i w_{ji}\,
+    \varepsilon(t - t_i) \ge \theta\}` exactly by an event-driven sweep
+    over the sorted PSP breakpoints (no time grid).
+
+    Parameters
+    ----------
+    t_in : array_like, shape ``(n_in,)`` or ``(batch, n_in)``
+        Input spike times, :math:`\ge 0`.  Values :math:`\ge t_{\max}` mean
+        "no spike".
+    W : array_like, shape ``(n_out, n_in)``
+        Synaptic weights (any sign).
+    theta : float
+        Firing threshold, > 0.
+    tau1, tau2 : float
+        PSP rise and decay times, > 0.
+    t_max : float
+        End of the simulation window, > 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` spike times, shape ``(n_out,)`` or ``(batch, n_out)``;
+        ``t_max`` for neurons that stay below threshold.
+
+    Examples
+    --------
+    >>> import numpy as np, stidi
+    >>> stidi.first_spike_times(np.array([0.0, 10.0]), np.array([[1.0, 1.0]]),
+    ...                         theta=1.0, tau1=10.0, tau2=20.0, t_max=100.0)
+    array([7.5])
+    """
+    return layer_forward(t_in, W, theta, tau1, tau2, t_max)[0]
