@@ -1,0 +1,258 @@
+"""The book builds strictly and every page renders offline in a real browser.
+
+One strict build (``jupyter-book build -W -n --keep-going``, every chapter
+executed) per test session, into a temporary folder.  Each page listed in
+``_toc.yml`` is then opened in headless Chromium (Debian's ``/usr/bin/chromium``
+driven by Playwright) from a web server on 127.0.0.1, and must:
+
+* make no request to any other host (such requests are blocked and reported),
+* log no console error and raise no JavaScript error,
+* draw every Altair chart (an ``svg`` or ``canvas`` in each chart container),
+* render every saved widget view into controls,
+* typeset every math node with MathJax, leaving no raw TeX in the text.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.book
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# Pages Sphinx writes on its own; they are not part of the book's content.
+GENERATED_PAGES = {"genindex.html", "search.html", "index.html"}
+BUILD_TIMEOUT_S = 1800
+RENDER_TIMEOUT_MS = 20_000
+
+
+def toc_pages() -> list[str]:
+    """HTML pages of the documents listed in ``_toc.yml``, root first."""
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    return [f"{docname}.html" for docname in parse_toc_yaml(REPO / "_toc.yml")]
+
+
+def _jupyter_book() -> str:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("jupyter-book")
+    if not found:
+        pytest.fail("jupyter-book is not installed (make install)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def book_build(tmp_path_factory):
+    """Build the book once, strictly, into a temporary folder."""
+    out = tmp_path_factory.mktemp("book")
+    cmd = [_jupyter_book(), "build", "-W", "-n", "--keep-going", "--path-output", str(out), "."]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+    )
+    elapsed = time.perf_counter() - start
+    log = out / "build.log"
+    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    return {
+        "returncode": proc.returncode,
+        "html": out / "_build" / "html",
+        "log": log,
+        "tail": (proc.stdout + proc.stderr)[-6000:],
+        "seconds": elapsed,
+    }
+
+
+@pytest.fixture(scope="session")
+def built_html(book_build) -> Path:
+    if book_build["returncode"] != 0:
+        pytest.fail(f"the book did not build (see test_book_builds_strictly); log: {book_build['log']}")
+    return book_build["html"]
+
+
+def test_book_builds_strictly(book_build):
+    print(f"book build: {book_build['seconds']:.1f} s")
+    assert book_build["returncode"] == 0, (
+        f"jupyter-book build -W -n --keep-going failed; full log: {book_build['log']}\n"
+        + book_build["tail"]
+    )
+
+
+def test_every_built_page_is_checked(built_html):
+    """Each content page in the build is one the browser check opens."""
+    built = {
+        p.relative_to(built_html).as_posix()
+        for p in built_html.rglob("*.html")
+        if not p.relative_to(built_html).parts[0].startswith("_")
+    }
+    content = built - GENERATED_PAGES
+    assert content == set(toc_pages())
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
+        pass
+
+
+@pytest.fixture(scope="session")
+def book_server(built_html):
+    """Serve the built book on 127.0.0.1 from a background thread."""
+    handler = functools.partial(_QuietHandler, directory=str(built_html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: apt-get install chromium (.ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as pw:
+        # Debian's Chromium: Playwright never downloads a browser here.
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# Run in the page once it has settled: what rendered and what did not.
+INSPECT_PAGE = """
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const report = {};
+
+  const charts = [...document.querySelectorAll('[id^="altair-viz-"], .vega-embed')];
+  report.charts = charts.length;
+  report.blankCharts = charts
+    .filter(el => !el.querySelector('svg, canvas'))
+    .map(el => (el.id || el.className) + ': ' + el.textContent.trim().slice(0, 200));
+
+  const views = [...document.querySelectorAll(
+    'script[type="application/vnd.jupyter.widget-view+json"]')];
+  report.widgetViews = views.length;
+  report.unrenderedWidgets = views
+    .filter(s => !s.parentElement.querySelector('.jupyter-widgets'))
+    .map(s => s.textContent.trim().slice(0, 200));
+  report.widgetControls = document.querySelectorAll(
+    '.jupyter-widgets.widget-slider, .jupyter-widgets input, .jupyter-widgets button, ' +
+    '.jupyter-widgets select, .jupyter-widgets .widget-readout, .jupyter-widgets.widget-output'
+  ).length;
+
+  const mathNodes = [...document.querySelectorAll('.math')];
+  report.math = mathNodes.length;
+  report.untypesetMath = mathNodes
+    .filter(el => !el.querySelector('mjx-container') && el.tagName !== 'MJX-CONTAINER')
+    .map(el => el.textContent.trim().slice(0, 120));
+
+  const main = (document.querySelector('main') || document.body).cloneNode(true);
+  main.querySelectorAll('pre, code, script, style, textarea, mjx-container, .highlight')
+    .forEach(el => el.remove());
+  const text = main.textContent;
+  report.rawTex = ['$$', '\\\\(', '\\\\)', '\\\\[', '\\\\]', '\\\\begin{', '\\\\frac']
+    .filter(token => text.includes(token))
+    .map(token => {
+      const at = text.indexOf(token);
+      return token + ' in "' + text.slice(Math.max(0, at - 60), at + 60).replace(/\\s+/g, ' ') + '"';
+    });
+  report.errorBoxes = [...document.querySelectorAll('.vega-embed .error, [id^="altair-viz-"] .error')]
+    .map(el => el.textContent.trim().slice(0, 200));
+  return report;
+}
+"""
+
+
+@pytest.mark.parametrize("page_path", toc_pages())
+def test_page_renders_offline(page_path, browser, book_server, built_html):
+    assert (built_html / page_path).is_file(), f"{page_path} was not built"
+    context = browser.new_context()
+    page = context.new_page()
+    remote: list[str] = []
+    console_errors: list[str] = []
+    page_errors: list[str] = []
+
+    def route(route_, request):
+        host = urlsplit(request.url).hostname
+        if request.url.startswith(("data:", "blob:")) or host in LOCAL_HOSTS:
+            route_.continue_()
+        else:
+            remote.append(request.url)
+            route_.abort()
+
+    context.route("**/*", route)
+    page.on(
+        "console",
+        lambda msg: console_errors.append(f"{msg.text} @ {msg.location.get('url', '')}")
+        if msg.type == "error"
+        else None,
+    )
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    try:
+        page.goto(f"{book_server}/{page_path}", wait_until="networkidle")
+        # Charts and widgets draw asynchronously after the load event.
+        try:
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('[id^="altair-viz-"], .vega-embed')]
+                          .every(el => el.querySelector('svg, canvas, .error'))
+                   && [...document.querySelectorAll(
+                          'script[type="application/vnd.jupyter.widget-view+json"]')]
+                          .every(s => s.parentElement.querySelector('.jupyter-widgets'))""",
+                timeout=RENDER_TIMEOUT_MS,
+            )
+        except Exception:  # the report below says what is missing
+            pass
+        page.wait_for_load_state("networkidle")
+        report = page.evaluate(INSPECT_PAGE)
+    finally:
+        context.close()
+
+    problems = []
+    if remote:
+        problems.append(f"requests to other hosts: {sorted(set(remote))}")
+    if console_errors:
+        problems.append(f"console errors: {console_errors}")
+    if page_errors:
+        problems.append(f"JavaScript errors: {page_errors}")
+    if report["blankCharts"] or report["errorBoxes"]:
+        problems.append(f"charts not drawn: {report['blankCharts']} {report['errorBoxes']}")
+    if report["unrenderedWidgets"]:
+        problems.append(f"widget views not rendered: {report['unrenderedWidgets']}")
+    if report["widgetViews"] and not report["widgetControls"]:
+        problems.append("widget views rendered no controls")
+    if report["untypesetMath"]:
+        problems.append(f"math not typeset by MathJax: {report['untypesetMath']}")
+    if report["rawTex"]:
+        problems.append(f"raw TeX in the page text: {report['rawTex']}")
+    assert not problems, f"{page_path}:\n  " + "\n  ".join(problems)

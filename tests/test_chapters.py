@@ -1,0 +1,126 @@
+"""Every executable chapter runs top to bottom with papermill, quickly.
+
+A chapter is executable when it is listed in ``_toc.yml`` and its MyST file
+starts with jupytext front matter (a ``jupytext:`` block).  papermill cannot
+open MyST Markdown itself, so each chapter is read with ``jupytext.read``,
+written as ``.ipynb`` into a temporary folder, and executed with
+``papermill.execute_notebook`` in the chapter's own folder (as the book build
+does), with this environment's ``python3`` kernel.
+
+``CHAPTER_PARAMETERS`` holds small per-chapter overrides, injected after the
+cell tagged ``parameters``; only names that cell defines are passed.  Wall
+times are printed at the end of the session and written to
+``_build/chapter-times.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.book
+
+REPO = Path(__file__).resolve().parents[1]
+TIME_LIMIT_S = 120.0
+TIMES_FILE = REPO / "_build" / "chapter-times.json"
+
+#: Parameter overrides per chapter (document name as in ``_toc.yml``).
+CHAPTER_PARAMETERS: dict[str, dict] = {
+    "book/00_demo": {"n_points": 61},
+}
+
+
+def _front_matter(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---\n"):
+        return {}
+    end = text.find("\n---", 4)
+    if end < 0:
+        return {}
+    data = yaml.safe_load(text[4:end])
+    return data if isinstance(data, dict) else {}
+
+
+def executable_chapters() -> list[str]:
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    chapters = []
+    for name in parse_toc_yaml(REPO / "_toc.yml"):
+        path = REPO / f"{name}.md"
+        if path.is_file() and "jupytext" in _front_matter(path):
+            chapters.append(name)
+    return chapters
+
+
+@pytest.fixture(scope="module")
+def chapter_times(request):
+    times: dict[str, float] = {}
+    yield times
+    if not times:
+        return
+    recorded = {}
+    if TIMES_FILE.is_file():
+        try:
+            recorded = json.loads(TIMES_FILE.read_text())
+        except json.JSONDecodeError:
+            recorded = {}
+    recorded.update({name: round(t, 2) for name, t in times.items()})
+    TIMES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    TIMES_FILE.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_sep("-", f"chapter wall times (limit {TIME_LIMIT_S:.0f} s)")
+        for name, seconds in sorted(times.items(), key=lambda kv: -kv[1]):
+            reporter.write_line(f"{seconds:8.2f} s  {name}")
+
+
+def test_toc_lists_executable_chapters():
+    assert executable_chapters(), "no chapter in _toc.yml has jupytext front matter"
+
+
+@pytest.mark.parametrize("chapter", executable_chapters())
+def test_chapter_executes(chapter, chapter_times, tmp_path):
+    import jupytext
+    import nbformat
+    import papermill
+
+    source = REPO / f"{chapter}.md"
+    notebook = jupytext.read(source)
+    stem = Path(chapter).name
+    input_path = tmp_path / f"{stem}.ipynb"
+    nbformat.write(notebook, input_path)
+
+    overrides = CHAPTER_PARAMETERS.get(chapter, {})
+    declared = papermill.inspect_notebook(input_path)
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        warnings.warn(
+            f"{chapter}: overrides {unknown} name no variable of its `parameters` cell; ignored",
+            stacklevel=1,
+        )
+    parameters = {k: v for k, v in overrides.items() if k in declared}
+
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(input_path),
+        str(tmp_path / f"{stem}.out.ipynb"),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(source.parent),
+        progress_bar=False,
+        request_save_on_cell_execute=False,
+        execution_timeout=int(TIME_LIMIT_S),
+    )
+    elapsed = time.perf_counter() - start
+    chapter_times[chapter] = elapsed
+    assert elapsed < TIME_LIMIT_S, f"{chapter} took {elapsed:.1f} s (limit {TIME_LIMIT_S:.0f} s)"
