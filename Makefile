@@ -37,8 +37,8 @@ install: $(STAMP)
 
 # Pinned vega, vega-lite, vega-embed, html-manager and MathJax for the offline
 # book (a no-op when book/_static/vendor already matches the pins).
-vendor: $(STAMP)
-	$(BIN)/python scripts/vendor_js.py
+vendor:
+	$(PYTHON) scripts/vendor_js.py
 
 book: install vendor
 	$(BIN)/jupyter-book build -W -n --keep-going .

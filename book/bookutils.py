@@ -1,10 +1,20 @@
 """Helpers for the book's executable chapters.
 
-Every chapter starts with a hidden setup cell (tag ``remove-input``)::
+Every chapter starts with a hidden setup cell (tag ``remove-cell``: it runs,
+but neither its code nor its empty output appears in the book)::
 
     import bookutils
 
     bookutils.setup()
+
+Cell tags used by the chapters:
+
+* ``remove-cell`` -- setup code with no output (the cell above);
+* ``remove-input`` -- plumbing whose output is the point (a chart, a table);
+* ``hide-input`` -- code a reader may want, collapsed behind a toggle;
+* ``parameters`` -- the one cell of tunable sizes; ``tests/test_chapters.py``
+  overrides them to run the chapter quickly, while the book build runs the
+  defaults, so the defaults must give the book's figures in reasonable time.
 
 Chapters live directly in ``book/``; Jupyter Book, papermill and a live
 Jupyter session all run a chapter with ``book/`` as the working directory, so

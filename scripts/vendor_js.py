@@ -14,7 +14,7 @@ integrity, and copies only the listed files into ``book/_static/vendor``
 A ``MANIFEST.json`` written last records what was vendored; when it matches
 the pin file, the script does nothing, so ``make`` can call it every time.
 
-Usage: ``python scripts/vendor_js.py [--force] [--check]``
+Usage: ``python scripts/vendor_js.py [--force]``
 """
 
 from __future__ import annotations
@@ -134,13 +134,8 @@ def vendor(pins: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="fetch again even if up to date")
-    parser.add_argument("--check", action="store_true", help="only report; exit 1 if not up to date")
     args = parser.parse_args(argv)
     pins = load_pins()
-    if args.check:
-        ok = up_to_date(pins)
-        print("vendor_js: up to date" if ok else "vendor_js: missing or stale")
-        return 0 if ok else 1
     if args.force or not up_to_date(pins):
         vendor(pins)
     else:

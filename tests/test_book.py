@@ -155,7 +155,6 @@ async () => {
   const report = {};
 
   const charts = [...document.querySelectorAll('[id^="altair-viz-"], .vega-embed')];
-  report.charts = charts.length;
   report.blankCharts = charts
     .filter(el => !el.querySelector('svg, canvas'))
     .map(el => (el.id || el.className) + ': ' + el.textContent.trim().slice(0, 200));
@@ -172,7 +171,6 @@ async () => {
   ).length;
 
   const mathNodes = [...document.querySelectorAll('.math')];
-  report.math = mathNodes.length;
   report.untypesetMath = mathNodes
     .filter(el => !el.querySelector('mjx-container') && el.tagName !== 'MJX-CONTAINER')
     .map(el => el.textContent.trim().slice(0, 120));
