@@ -28,6 +28,25 @@ from .neuron import encode, first_spike_times
 __all__ = ["SpikingClassifier", "calibrate_scale"]
 
 _FORMAT_VERSION = 1
+_SCHEDULES = {"exponential": 0, "cosine": 1}
+_SILENT_TARGETS = {"correct": 0, "all": 1}
+
+
+def _shift_images(T: np.ndarray, shape: tuple, dx: np.ndarray, dy: np.ndarray, fill: float) -> np.ndarray:
+    """Shift every row of ``T`` (flattened ``shape`` images) by ``(dy, dx)`` pixels, filling with ``fill``."""
+    h, w = shape
+    n = T.shape[0]
+    src = T.reshape(n, h, w)
+    out = np.full_like(src, fill)
+    for sy in np.unique(dy):
+        for sx in np.unique(dx):
+            idx = np.flatnonzero((dy == sy) & (dx == sx))
+            if idx.size == 0:
+                continue
+            ys, yd = (slice(0, h - sy), slice(sy, h)) if sy >= 0 else (slice(-sy, h), slice(0, h + sy))
+            xs, xd = (slice(0, w - sx), slice(sx, w)) if sx >= 0 else (slice(-sx, w), slice(0, w + sx))
+            out[idx, yd, xd] = src[idx, ys, xs]
+    return out.reshape(n, h * w)
 
 
 def calibrate_scale(t_in: np.ndarray, W_raw: np.ndarray, target: float, theta: float,
@@ -111,7 +130,13 @@ class SpikingClassifier:
         Defaults used when ``lr`` is None (SGD: 1e-3 and 2.5e-6; Adam: both
         as fractions of each layer's initial weight scale).
     lr_decay : float, default 0.7
-        Multiplicative learning-rate decay after every epoch.
+        Multiplicative learning-rate decay after every epoch
+        (``lr_schedule="exponential"``).
+    lr_schedule : {"exponential", "cosine"}, default "exponential"
+        Epoch ``k`` (0-based) of ``E`` uses ``lr * lr_decay**k``, or
+        ``lr * (1 + cos(pi k / E)) / 2`` for ``"cosine"`` (``lr_decay`` is then
+        ignored; the cosine schedule depends on ``epochs``, so resume with the
+        same ``epochs``).
     epochs : int, default 10
     batch_size : int, default 1
         1 = online updates (serial, deterministic); > 1 = averaged mini-batches
@@ -119,6 +144,19 @@ class SpikingClassifier:
     optimizer : {"sgd", "adam"}, default "sgd"
     weight_decay : float, default 0
         L2 decay coefficient (``W -= lr * weight_decay * W`` per update).
+    augment : int, default 0
+        Data augmentation: every epoch, each training image is shifted by a
+        random whole number of pixels in ``[-augment, augment]`` along both
+        axes (vacated pixels are black, i.e. no spike).  Needs square images
+        (or ``X`` of shape ``(n, h, w)``).  The shifts come from
+        ``random_state``'s stream, so runs are reproducible and resumable.
+    norm_floor : float, default 0
+        With ``normalise``, divide the output error by ``max(|e|, norm_floor)``
+        instead of ``|e|`` (hidden errors get the same overall gain), so a
+        sample whose targets are nearly met takes a small step.
+    silent_target : {"correct", "all"}, default "correct"
+        When no output neuron fires: push only the correct neuron to fire
+        (at ``t_max - gamma``), or push every output neuron to fire.
     init_range : (float, float), default (-0.5, 1.0)
         Weights start as ``U(low, high) * s_l``.
     init_median : sequence of float or None
@@ -157,8 +195,10 @@ class SpikingClassifier:
                  gamma: float = 3.0, target: str = "relative", dtdv: str = "linear",
                  hidden_error: str = "s4nn", normalise: bool = True, beta: float = 1.0,
                  lr: Sequence[float] | None = None, lr_hidden: float = 1e-3,
-                 lr_output: float = 2.5e-6, lr_decay: float = 0.7, epochs: int = 10,
+                 lr_output: float = 2.5e-6, lr_decay: float = 0.7,
+                 lr_schedule: str = "exponential", epochs: int = 10,
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
+                 augment: int = 0, norm_floor: float = 0.0, silent_target: str = "correct",
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 300,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3, n_jobs: int = 2,
@@ -178,10 +218,14 @@ class SpikingClassifier:
         self.lr_hidden = lr_hidden
         self.lr_output = lr_output
         self.lr_decay = lr_decay
+        self.lr_schedule = lr_schedule
         self.epochs = epochs
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.weight_decay = weight_decay
+        self.augment = augment
+        self.norm_floor = norm_floor
+        self.silent_target = silent_target
         self.init_range = init_range
         self.init_median = init_median
         self.init_samples = init_samples
@@ -235,6 +279,10 @@ class SpikingClassifier:
         if int(self.epochs) < 0 or int(self.batch_size) < 1:
             raise ValueError("epochs must be >= 0 and batch_size >= 1")
         opt = choice("optimizer", _net.OPTIMIZERS)
+        sched = choice("lr_schedule", _SCHEDULES)
+        silent = choice("silent_target", _SILENT_TARGETS)
+        if int(self.augment) < 0 or not np.isfinite(self.norm_floor) or self.norm_floor < 0:
+            raise ValueError("augment and norm_floor must be >= 0")
         if self.lr is None:
             lrs = [self.lr_hidden] * (L - 1) + [self.lr_output]
         else:
@@ -254,7 +302,8 @@ class SpikingClassifier:
             raise ValueError(f"init_range must be (low, high) with low < high, got {self.init_range!r}")
         return dict(sizes=sizes, thetas=thetas, lrs=np.asarray(lrs, dtype=np.float64),
                     target=choice("target", _net.TARGET_MODES), dtdv=choice("dtdv", _net.DTDV_MODES),
-                    hidden=choice("hidden_error", _net.HIDDEN_MODES), optimizer=opt, medians=med)
+                    hidden=choice("hidden_error", _net.HIDDEN_MODES), optimizer=opt, medians=med,
+                    schedule=sched, silent=silent)
 
     # ------------------------------------------------------------- inputs
     def _times(self, X) -> np.ndarray:
@@ -383,6 +432,13 @@ class SpikingClassifier:
         """
         T = self._times(X)
         y = np.asarray(y)
+        shape = None
+        if int(self.augment) > 0:
+            Xs = np.shape(X)
+            side = int(round(np.sqrt(T.shape[1])))
+            shape = tuple(Xs[1:]) if len(Xs) == 3 else (side, side)
+            if shape[0] * shape[1] != T.shape[1]:
+                raise ValueError("augment needs square images or X of shape (n, height, width)")
         if y.shape != (T.shape[0],):
             raise ValueError(f"y must have shape ({T.shape[0]},), got {y.shape}")
         self.classes_ = np.unique(y)
@@ -422,19 +478,28 @@ class SpikingClassifier:
         for epoch in range(start_epoch, int(self.epochs)):
             t0 = time.perf_counter()
             order = rng.permutation(T.shape[0]).astype(np.int64)
-            lrs = lrs0 * self.lr_decay ** epoch
+            if cfg["schedule"] == 1:
+                lrs = lrs0 * 0.5 * (1.0 + np.cos(np.pi * epoch / max(int(self.epochs), 1)))
+            else:
+                lrs = lrs0 * self.lr_decay ** epoch
+            Te = T
+            if shape is not None:
+                k = int(self.augment)
+                d = rng.integers(-k, k + 1, size=(2, T.shape[0]))
+                Te = _shift_images(T, shape, d[0], d[1], float(self.t_max))
             stats = np.zeros(_net.N_STATS)
             fire = np.zeros(int(lay.a_off[-1]))
-            common = (T, yi, order, self.W_, lay.w_off, lay.a_off, lay.sizes, self.thetas_, lrs,
+            common = (Te, yi, order, self.W_, lay.w_off, lay.a_off, lay.sizes, self.thetas_, lrs,
                       float(self.tau1), float(self.tau2), float(self.t_max), float(self.gamma),
                       cfg["target"], cfg["dtdv"], cfg["hidden"], bool(self.normalise),
                       float(self.beta), float(self.slope_floor), float(self.weight_decay), stats, fire)
+            extra = (float(self.norm_floor), cfg["silent"])
             if self.batch_size == 1 and cfg["optimizer"] == 0:
-                _net.train_epoch_sgd(*common)
+                _net.train_epoch_sgd(*common, *extra)
             else:
                 self.step_ = _net.train_epoch_batch(
                     *common, int(self.batch_size), max(1, min(int(self.n_jobs), int(self.batch_size))),
-                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
+                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_), 0.9, 0.999, 1e-8, *extra)
             reinit = self._reinit_dead(fire, T.shape[0], rng)
             train_seconds = time.perf_counter() - t0
             rec = {
@@ -481,7 +546,8 @@ class SpikingClassifier:
         pred = np.empty(T.shape[0], dtype=np.int64)
         tied = np.empty(T.shape[0], dtype=np.bool_)
         _net.decide_batch(t_all[:, o], slope[:, o], vpk[:, o], float(self.t_max), bool(fallback), pred, tied)
-        out = np.full(pred.shape, -1, dtype=self.classes_.dtype)
+        # a dtype that can also hold -1 (uint8 labels become int16)
+        out = np.full(pred.shape, -1, dtype=np.result_type(self.classes_.dtype, np.int8))
         ok = pred >= 0
         out[ok] = self.classes_[pred[ok]]
         return out

@@ -1,0 +1,145 @@
+"""The SpikingClassifier facade: learning, persistence, resume, evaluation rules, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+import stidi
+from stidi import datasets
+from stidi.model import SpikingClassifier
+
+
+@pytest.fixture(scope="module")
+def subset():
+    X, y = datasets.load_subset("mnist", "train")
+    Xt, yt = datasets.load_subset("mnist", "test")
+    return X, y, Xt, yt
+
+
+def small(**kw):
+    args = dict(hidden=(64,), epochs=2, random_state=0, verbose=False, init_samples=100)
+    args.update(kw)
+    return SpikingClassifier(**args)
+
+
+def test_learns_on_shipped_subset(subset):
+    X, y, Xt, yt = subset
+    tr, va = datasets.train_val_split(y, 500, random_state=0)
+    clf = SpikingClassifier(hidden=(200,), epochs=4, random_state=0, verbose=False)
+    clf.fit(X[tr], y[tr], validation_data=(X[va], y[va]))
+    res = clf.evaluate(Xt, yt)
+    # 4 epochs on 2,500 images: measured about 0.88; chance is 0.10
+    assert res["accuracy"] >= 0.80
+    assert res["accuracy_no_fallback"] <= res["accuracy"]
+    assert len(clf.history_) == 4 and 1 <= clf.best_epoch_ <= 4
+    h = clf.history_[-1]
+    for key in ("val_accuracy", "val_silent_fraction", "train_hidden_silent_fraction", "reinitialised",
+                "train_seconds", "val_median_spike_time"):
+        assert key in h
+    assert clf.score(Xt, yt) == pytest.approx(res["accuracy"])
+
+
+def test_minibatch_adam_learns(subset):
+    X, y, Xt, yt = subset
+    clf = small(hidden=(100,), epochs=3, batch_size=16, optimizer="adam", lr=[3e-3, 3e-3], lr_decay=0.8)
+    clf.fit(X, y)
+    assert clf.score(Xt, yt) > 0.6
+
+
+def test_predictions_are_labels_and_silence_gives_minus_one(subset):
+    X, y, Xt, yt = subset
+    clf = small().fit(X[:600], y[:600] + 10)  # arbitrary label values survive
+    p = clf.predict(Xt[:50])
+    assert set(np.unique(p)) <= set(range(10, 20))
+    clf.W_[clf.layout_.w_off[-2]:] = -1.0  # inhibit every output: nothing fires
+    assert np.all(clf.predict(Xt[:20], fallback=False) == -1)
+    assert np.all(clf.predict(Xt[:20], fallback=True) >= 10)
+
+
+def test_save_load_round_trip(tmp_path, subset):
+    X, y, Xt, yt = subset
+    clf = small().fit(X[:600], y[:600])
+    path = tmp_path / "m.npz"
+    clf.save(path)
+    back = SpikingClassifier.load(path)
+    np.testing.assert_array_equal(back.predict(Xt[:200]), clf.predict(Xt[:200]))
+    for a, b in zip(back.coefs_, clf.coefs_):
+        np.testing.assert_array_equal(a, b)
+    assert back.history_ == json.loads(json.dumps(clf.history_))
+    with np.load(path, allow_pickle=False) as z:  # plain arrays only, no pickle
+        assert "W" in z.files
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_equals_uninterrupted(tmp_path, subset):
+    X, y, _, _ = subset
+    Xs, ys = X[:800], y[:800]
+    val = (X[800:1000], y[800:1000])
+    full = small(epochs=3).fit(Xs, ys, validation_data=val)
+    ck = tmp_path / "ck.npz"
+    small(epochs=2).fit(Xs, ys, validation_data=val, checkpoint=ck)
+    resumed = small(epochs=3).fit(Xs, ys, validation_data=val, checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(resumed.W_, full.W_)
+    np.testing.assert_array_equal(resumed.last_W_, full.last_W_)
+    assert [h["val_accuracy"] for h in resumed.history_] == [h["val_accuracy"] for h in full.history_]
+
+
+def test_resume_refuses_other_settings(tmp_path, subset):
+    X, y, _, _ = subset
+    ck = tmp_path / "ck.npz"
+    small(epochs=1).fit(X[:300], y[:300], checkpoint=ck)
+    with pytest.raises(ValueError, match="different settings"):
+        small(epochs=2, gamma=5.0).fit(X[:300], y[:300], checkpoint=ck, resume=True)
+
+
+def test_same_seed_same_model(subset):
+    X, y, _, _ = subset
+    a = small(epochs=1).fit(X[:400], y[:400])
+    b = small(epochs=1).fit(X[:400], y[:400])
+    np.testing.assert_array_equal(a.W_, b.W_)
+
+
+def test_deeper_network_trains(subset):
+    X, y, Xt, yt = subset
+    clf = small(hidden=(64, 32), epochs=2).fit(X[:1500], y[:1500])
+    assert [c.shape for c in clf.coefs_] == [(64, 784), (32, 64), (10, 32)]
+    assert clf.score(Xt, yt) > 0.15  # well above chance (0.10) after two short epochs
+    assert len(clf.spike_times(Xt[:5])) == 4
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(hidden=(0,)), "hidden"),
+    (dict(theta=0.0), "theta"),
+    (dict(tau1=-1.0), "tau1"),
+    (dict(dtdv="exact"), "dtdv"),
+    (dict(hidden_error="magic"), "hidden_error"),
+    (dict(target="nearest"), "target"),
+    (dict(optimizer="rmsprop"), "optimizer"),
+    (dict(lr=[1e-3]), "lr"),
+    (dict(init_range=(1.0, -1.0)), "init_range"),
+])
+def test_bad_settings_rejected(kw, msg, subset):
+    X, y, _, _ = subset
+    with pytest.raises(ValueError, match=msg):
+        small(**kw).fit(X[:50], y[:50])
+
+
+def test_bad_data_rejected(subset):
+    X, y, _, _ = subset
+    with pytest.raises(ValueError, match="y must have shape"):
+        small().fit(X[:50], y[:40])
+    with pytest.raises(ValueError, match="NaN"):
+        small().fit(np.full((20, 784), np.nan), np.arange(20) % 2)
+    with pytest.raises(ValueError, match="two classes"):
+        small().fit(X[:20], np.zeros(20, dtype=int))
+    clf = small(epochs=1).fit(X[:200], y[:200])
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.zeros((3, 10, 10), dtype=np.uint8))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        small().predict(X[:3])
+
+
+def test_public_api_is_small():
+    for name in ("encode", "psp", "first_spike_times", "SpikingClassifier", "datasets", "reference"):
+        assert hasattr(stidi, name)
