@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=_nonneg_int, default=10)
     tr.add_argument("--train-size", type=_positive_int, default=None,
                     help="training images used after the validation split (default: all)")
-    tr.add_argument("--val-size", type=_nonneg_int, default=5000,
-                    help="validation images carved from the training set (stratified)")
+    tr.add_argument("--val-size", type=_nonneg_int, default=None,
+                    help="validation images carved from the training set, stratified "
+                         "(default: 5000, or 500 with --subset)")
     tr.add_argument("--test-size", type=_positive_int, default=None,
                     help="use the first M test images (default: all)")
     tr.add_argument("--seed", type=int, default=0)
@@ -95,6 +96,16 @@ def train(args: argparse.Namespace) -> dict:
     from . import datasets
     from .model import SpikingClassifier
 
+    params = dict(hidden=tuple(args.hidden or [400]), epochs=args.epochs, random_state=args.seed,
+                  verbose=not args.quiet)
+    params.update(_overrides(args.overrides))
+    try:
+        clf = SpikingClassifier(**params)
+    except TypeError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.val_size is None:
+        args.val_size = 500 if args.subset else 5000
+
     if args.subset:
         X, y = datasets.load_subset(args.dataset, "train")
         Xt, yt = datasets.load_subset(args.dataset, "test")
@@ -114,14 +125,6 @@ def train(args: argparse.Namespace) -> dict:
         tr_idx = np.sort(np.random.default_rng(args.seed).permutation(tr_idx)[: args.train_size])
     if args.test_size is not None:
         Xt, yt = Xt[: args.test_size], yt[: args.test_size]
-
-    params = dict(hidden=tuple(args.hidden or [400]), epochs=args.epochs, random_state=args.seed,
-                  verbose=not args.quiet)
-    params.update(_overrides(args.overrides))
-    try:
-        clf = SpikingClassifier(**params)
-    except TypeError as exc:
-        raise SystemExit(f"error: {exc}") from None
     validation = (X[va_idx], y[va_idx]) if len(va_idx) else None
     t0 = time.perf_counter()
     clf.fit(X[tr_idx], y[tr_idx], validation_data=validation, checkpoint=args.checkpoint,
