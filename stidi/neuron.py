@@ -202,7 +202,7 @@ def _active_sorted(t_in, t_max, act_t, act_i):
 
 @njit
 def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out,
-           act_t, act_i, V, S):
+           act_t, act_i, V, S, track_peak=True):
     """Exact first crossing for every neuron of one layer and one input pattern.
 
     ``WT`` is the transposed weight matrix ``(n_in, n_out)`` so that the inner
@@ -212,7 +212,9 @@ def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpea
     linearly; a neuron whose potential reaches ``theta`` inside the segment
     gets the exact crossing time and is then parked at ``-inf`` so that it
     never fires again.  Writes the spike time, the slope of ``v`` at the
-    crossing, and the peak potential and its time over ``[0, min(t_j, t_max)]``.
+    crossing, and the peak potential and its time over ``[0, min(t_j, t_max)]``
+    (only when ``track_peak``; otherwise ``v_peak`` stays 0 and ``t_peak``
+    ``t_max`` for silent neurons).
     """
     n_out = WT.shape[1]
     n_act = _active_sorted(t_in, t_max, act_t, act_i)
@@ -248,13 +250,19 @@ def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpea
         dt = b - prev
         if dt > 0.0:
             crossed = False
-            for j in range(n_out):
-                v = V[j] + S[j] * dt
-                V[j] = v
-                crossed |= v >= theta
-                up = v > vpeak_out[j]
-                vpeak_out[j] = v if up else vpeak_out[j]
-                tpeak_out[j] = b if up else tpeak_out[j]
+            if track_peak:
+                for j in range(n_out):
+                    v = V[j] + S[j] * dt
+                    V[j] = v
+                    crossed |= v >= theta
+                    up = v > vpeak_out[j]
+                    vpeak_out[j] = v if up else vpeak_out[j]
+                    tpeak_out[j] = b if up else tpeak_out[j]
+            else:
+                for j in range(n_out):
+                    v = V[j] + S[j] * dt
+                    V[j] = v
+                    crossed |= v >= theta
             if crossed:
                 for j in range(n_out):
                     if V[j] >= theta:

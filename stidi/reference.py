@@ -92,9 +92,9 @@ def clock_driven_spike_times(t_in, W, theta, tau1, tau2, t_max, dt=1.0):
     grid = np.arange(0.0, t_max, dt)
     out = np.full((T.shape[0], W.shape[0]), float(t_max))
     for b in range(T.shape[0]):
-        active = T[b] < t_max
-        E = psp(grid[None, :] - T[b][active][:, None], tau1, tau2)
-        V = W[:, active] @ E
+        # dense, as in S4NN: every input has a grid row (all zeros when it never spikes)
+        E = np.where(T[b][:, None] < t_max, psp(grid[None, :] - T[b][:, None], tau1, tau2), 0.0)
+        V = W @ E
         above = V >= theta
         fired = above.any(axis=1)
         out[b, fired] = grid[above[fired].argmax(axis=1)]

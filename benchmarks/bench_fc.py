@@ -1,0 +1,161 @@
+"""Speed of the fully connected engine, as ratios against baselines run in the same process.
+
+1. Forward pass of a 784 -> 400 layer over a batch of MNIST images (one
+   ``first_spike_times`` call) against one NumPy matrix-vector product of the
+   same shape per image: the dense-ANN floor.
+2. One training step of 784-400-10 (per-sample STiDi-BP kernel) against the
+   clock-driven grid twin of the same step at t_max = 256: potentials from
+   dense weights times a spike grid, the first threshold crossing, then the
+   same update (the S4NN way of simulating).
+3. One epoch of full MNIST (60,000 images) for 784-400-10, training included.
+
+Usage::
+
+    python benchmarks/bench_fc.py [--images 2000] [--epoch] [--json results/bench-fc.json]
+
+Each timing is the best of ``--repeat`` runs, after a warm-up call that
+compiles the kernels.  Set ``STIDI_DATA`` to use the full MNIST files;
+otherwise the shipped subset is used (and the full-epoch figure is skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+import stidi
+from stidi import datasets
+from stidi import network as net
+from stidi import reference as ref
+from stidi.model import SpikingClassifier, _Layout
+
+TAU1, TAU2, TMAX = 128.0, 1024.0, 256.0
+
+
+def best_of(fn, repeat):
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def load_images():
+    try:
+        X, y = datasets.load("mnist", "train", download=False)
+        return X, y, True
+    except datasets.DatasetError:
+        X, y = datasets.load_subset("mnist", "train")
+        return X, y, False
+
+
+def trained_like_weights(T, y, rng):
+    """A briefly trained 784-400-10 network, so that firing statistics are realistic."""
+    clf = SpikingClassifier(hidden=(400,), epochs=1, random_state=0, verbose=False)
+    clf.fit(T[:3000], y[:3000])
+    return clf
+
+
+def grid_step(t_in, label, W1, W2, lrs):
+    """The same training step, simulated on the integer time grid (S4NN-style)."""
+    t1 = ref.clock_driven_spike_times(t_in, W1, 1.0, TAU1, TAU2, TMAX)
+    t2 = ref.clock_driven_spike_times(t1, W2, 1.0, TAU1, TAU2, TMAX)
+    T = ref.output_targets_reference(t2, label, 3.0, TMAX)
+    e2 = (T - t2) / TMAX
+    n2 = np.linalg.norm(e2)
+    if n2 == 0:
+        return
+    e2 /= n2
+    e1 = (e2[:, None] * W2 * (t1[None, :] < t2[:, None])).sum(axis=0)
+    e1 /= max(np.linalg.norm(e1), 1e-12)
+    W2 -= lrs[1] * (e2 * t2)[:, None] * stidi.psp(t2[:, None] - t1[None, :], TAU1, TAU2)
+    W1 -= lrs[0] * (e1 * t1)[:, None] * stidi.psp(t1[:, None] - t_in[None, :], TAU1, TAU2)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--grid-steps", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--epoch", action="store_true", help="also time one full-MNIST epoch")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    X, y, full = load_images()
+    T = stidi.encode(X.reshape(len(X), -1))
+    rng = np.random.default_rng(0)
+    clf = trained_like_weights(X, y, rng)
+    W1, W2 = clf.coefs_
+    n = min(args.images, len(T))
+    Tb = np.ascontiguousarray(T[:n])
+    report = {"machine": platform.machine(), "cpu_count": os.cpu_count(), "numba_threads": None}
+    import numba
+    report["numba_threads"] = numba.get_num_threads()
+
+    # 1. forward of one layer over a batch vs one matvec per image
+    stidi.first_spike_times(Tb[:10], W1, 1.0, TAU1, TAU2, TMAX)
+    t_fwd = best_of(lambda: stidi.first_spike_times(Tb, W1, 1.0, TAU1, TAU2, TMAX), args.repeat)
+
+    def matvecs():
+        for i in range(n):
+            W1 @ Tb[i]
+    t_mv = best_of(matvecs, args.repeat)
+    report["forward_us_per_image"] = 1e6 * t_fwd / n
+    report["matvec_us_per_image"] = 1e6 * t_mv / n
+    report["forward_over_matvec"] = t_fwd / t_mv
+    print(f"[1] forward 784->400, {n} images in one call: {report['forward_us_per_image']:.1f} us/image; "
+          f"NumPy matvec {report['matvec_us_per_image']:.1f} us/image; ratio {report['forward_over_matvec']:.2f} "
+          f"(target <= 2)")
+
+    # 2. one training step: event-driven kernel vs clock-driven grid twin
+    lay = _Layout.from_sizes([784, 400, 10])
+    W = np.concatenate([W1.T.ravel(), W2.T.ravel()])
+    yi = y.astype(np.int64)
+    lrs = np.array([1e-3, 2.5e-6])
+
+    def kernel_steps(m):
+        Wc = W.copy()
+        st, fc = np.zeros(net.N_STATS), np.zeros(int(lay.a_off[-1]))
+        net.train_epoch_sgd(Tb, yi, np.arange(m, dtype=np.int64), Wc, lay.w_off, lay.a_off, lay.sizes,
+                            np.ones(2), lrs, TAU1, TAU2, TMAX, 3.0, 0, 0, 0, True, 1.0, 1e-3, 0.0, st, fc)
+    kernel_steps(5)
+    t_k = best_of(lambda: kernel_steps(n), args.repeat) / n
+    g = args.grid_steps
+
+    def grid_steps():
+        A, B = W1.copy(), W2.copy()
+        for i in range(g):
+            grid_step(Tb[i], int(y[i]), A, B, lrs)
+    t_g = best_of(grid_steps, args.repeat) / g
+    report["train_step_us"] = 1e6 * t_k
+    report["grid_train_step_us"] = 1e6 * t_g
+    report["grid_over_event_driven"] = t_g / t_k
+    print(f"[2] training step 784-400-10: event-driven {1e6 * t_k:.0f} us; clock-driven grid twin "
+          f"(t_max=256) {1e6 * t_g:.0f} us; speed-up {t_g / t_k:.0f}x (target >= 30)")
+
+    # 3. one epoch of full MNIST
+    if args.epoch and full:
+        clf = SpikingClassifier(hidden=(400,), epochs=1, random_state=0, verbose=False)
+        t0 = time.perf_counter()
+        clf.fit(X, y)
+        report["epoch_seconds_including_calibration"] = time.perf_counter() - t0
+        report["epoch_train_seconds"] = clf.history_[0]["train_seconds"]
+        print(f"[3] one epoch of full MNIST (60,000 images), 784-400-10: "
+              f"{report['epoch_train_seconds']:.1f} s training "
+              f"({report['epoch_seconds_including_calibration']:.1f} s with calibration) (target <= 15 s)")
+    elif args.epoch:
+        print("[3] skipped: full MNIST not found (set STIDI_DATA)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+            fh.write("\n")
+
+
+if __name__ == "__main__":
+    main()
