@@ -1,0 +1,58 @@
+"""Packaging behaviour: lazy import and a Numba cache that never breaks a read-only install."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import stidi
+
+ROOT = Path(stidi.__file__).resolve().parent
+
+
+def run(code, env, cwd):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_import_is_lazy():
+    res = run("import sys, stidi; print('numba' in sys.modules, 'stidi.neuron' in sys.modules)",
+              dict(os.environ), cwd=str(ROOT.parent))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "False"]
+
+
+CODE = ("import numpy as np, stidi; from stidi import _jit; "
+        "t = stidi.first_spike_times(np.array([0.0, 1.0]), np.ones((2, 2)), 0.5, 4.0, 8.0, 20.0); "
+        "print(_jit.CACHE_ENABLED, t.tolist())")
+
+
+def test_fallback_to_user_cache_when_package_dir_is_read_only(monkeypatch, tmp_path):
+    from stidi import _jit
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    real = _jit._writable
+    monkeypatch.setattr(_jit, "_writable", lambda p: False if ROOT in Path(p).parents or Path(p) == ROOT
+                        else real(p))
+    monkeypatch.setattr(_jit.numba.config, "CACHE_DIR", _jit.numba.config.CACHE_DIR)
+    assert _jit._configure_cache() is True
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "stidi" / "numba")
+    monkeypatch.setattr(_jit, "_writable", lambda p: False)
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    assert _jit._configure_cache() is False
+
+
+def test_unwritable_cache_dir_still_imports_and_runs(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR="/proc/stidi-no-cache", PYTHONPATH=str(ROOT.parent))
+    res = run(CODE, env, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[0] == "False"
+    assert "[1.5, 1.5]" in res.stdout
+
+
+def test_numba_cache_dir_is_honoured(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(ROOT.parent))
+    res = run(CODE, env, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[0] == "True"
+    assert list((tmp_path / "nc").rglob("*.nbi"))
