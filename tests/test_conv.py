@@ -1,0 +1,351 @@
+"""Convolutional and binary-weight SNNs: kernels vs twins, learning rule, parsing, facade."""
+
+import numpy as np
+import pytest
+
+import stidi
+from stidi import conv
+from stidi import network as net
+
+TAU1, TAU2, TMAX = 16.0, 64.0, 100.0
+
+
+# ----------------------------------------------------------------------------- helpers
+def pack(weights):
+    return np.concatenate([w.reshape(w.shape[0], -1).T.ravel() for w in weights if w is not None])
+
+
+def unpack(arch, W):
+    out, off = [], 0
+    for s in arch.weight_shapes():
+        if s is None:
+            out.append(None)
+            continue
+        n = int(np.prod(s))
+        out.append(W[off:off + n].reshape(-1, s[0]).T.reshape(s))
+        off += n
+    return out
+
+
+def kernel_step(x, label, arch, weights, thetas, lrs, *, target="relative", dtdv="linear",
+                hidden="s4nn", normalise=True, beta=2.0, reduce="sum"):
+    desc = arch.descriptor()
+    a_off, w_off = conv._offsets(arch)
+    W = pack(weights)
+    max_rf, max_out = conv._scratch_sizes(desc)
+    stats = np.zeros(5)
+    fire = np.zeros(int(a_off[-1]))
+    conv.train_epoch_sgd(x[None], np.array([label]), np.array([0]), W, W, desc, w_off, a_off,
+                         np.asarray(thetas, float), np.asarray(lrs, float), np.empty(0), 0.0, False,
+                         TAU1, TAU2, TMAX, 3.0, net.TARGET_MODES[target], net.DTDV_MODES[dtdv],
+                         net.HIDDEN_MODES[hidden], normalise, beta, 1e-3, reduce == "mean", 0.0,
+                         max_rf, max_out, stats, fire)
+    return unpack(arch, W)
+
+
+def random_maps(rng, shape, silent=0.3, integer=False):
+    t = rng.uniform(0, 60, shape)
+    if integer:
+        t = np.floor(t / 4) * 4  # many exact ties
+    t[rng.random(shape) < silent] = TMAX
+    return t
+
+
+# ----------------------------------------------------------------------------- conv forward
+@pytest.mark.parametrize("pad", [0, 1, 2])
+@pytest.mark.parametrize("integer", [False, True])
+def test_conv_forward_matches_twin(pad, integer):
+    rng = np.random.default_rng(10 + pad + 3 * integer)
+    T = random_maps(rng, (2, 3, 7, 6), integer=integer)
+    filt = rng.uniform(-0.3, 1.0, (4, 3, 3, 3)) * 0.3
+    got = conv.conv_forward(T, filt, 1.0, TAU1, TAU2, TMAX, padding=pad)
+    want = conv.conv_forward_reference(T, filt, 1.0, TAU1, TAU2, TMAX, padding=pad)
+    assert got[0].shape == (2, 4, 7 + 2 * pad - 2, 6 + 2 * pad - 2)
+    assert 0.05 < np.mean(got[0] < TMAX) < 0.95
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-9)
+
+
+def test_conv_forward_edge_cases():
+    rng = np.random.default_rng(1)
+    filt = rng.uniform(0.0, 1.0, (3, 2, 3, 3))
+    # a silent map: nothing fires, peaks stay at 0
+    t, s, vp, tp = conv.conv_forward(np.full((2, 5, 5), TMAX), filt, 1.0, TAU1, TAU2, TMAX, padding=1)
+    assert np.all(t == TMAX) and np.all(s == 0) and np.all(vp == 0)
+    # a single spike in a corner only reaches the positions whose (padded) field holds it
+    T = np.full((2, 5, 5), TMAX)
+    T[1, 0, 0] = 0.0
+    t, *_ = conv.conv_forward(T, (filt + 0.5) * 10, 1.0, TAU1, TAU2, TMAX, padding=2)
+    fired = t[0] < TMAX
+    assert fired[:3, :3].all() and fired.sum() == 9
+    want = conv.conv_forward_reference(T, (filt + 0.5) * 10, 1.0, TAU1, TAU2, TMAX, padding=2)[0]
+    np.testing.assert_allclose(t, want, atol=1e-9)
+    # single map == batch of one; 1x1 kernel == FC layer on each pixel
+    Tb = random_maps(rng, (1, 2, 4, 4))
+    a = conv.conv_forward(Tb, filt, 1.0, TAU1, TAU2, TMAX)[0]
+    b = conv.conv_forward(Tb[0], filt, 1.0, TAU1, TAU2, TMAX)[0]
+    np.testing.assert_array_equal(a[0], b)
+    f1 = rng.uniform(0, 1, (3, 2, 1, 1)) * 2
+    t1 = conv.conv_forward(Tb[0], f1, 1.0, TAU1, TAU2, TMAX)[0]
+    fc = stidi.first_spike_times(Tb[0].reshape(2, -1).T, f1[:, :, 0, 0], 1.0, TAU1, TAU2, TMAX)
+    np.testing.assert_allclose(t1.reshape(3, -1).T, fc, atol=1e-12)
+
+
+def test_conv_clock_driven_converges_to_exact():
+    rng = np.random.default_rng(4)
+    T = random_maps(rng, (2, 6, 6))
+    filt = rng.uniform(-0.2, 1.0, (3, 2, 3, 3)) * 0.4
+    exact = conv.conv_forward(T, filt, 1.0, TAU1, TAU2, TMAX)[0]
+    grid = conv.conv_clock_driven(T, filt, 1.0, TAU1, TAU2, TMAX, dt=0.25)
+    both = (exact < TMAX - 1) & (grid < TMAX)
+    assert both.mean() > 0.3
+    assert np.all(np.abs(grid[both] - exact[both]) <= 0.25 + 1e-9)
+
+
+def test_conv_forward_rejects_bad_shapes():
+    T = np.zeros((2, 5, 5))
+    with pytest.raises(ValueError, match="channels"):
+        conv.conv_forward(T, np.ones((3, 1, 3, 3)), 1.0, TAU1, TAU2, TMAX)
+    with pytest.raises(ValueError, match="F, C, k, k"):
+        conv.conv_forward(T, np.ones((3, 2, 3)), 1.0, TAU1, TAU2, TMAX)
+    with pytest.raises(ValueError, match="larger"):
+        conv.conv_forward(T, np.ones((3, 2, 7, 7)), 1.0, TAU1, TAU2, TMAX)
+    with pytest.raises(ValueError, match="padding"):
+        conv.conv_forward(T, np.ones((3, 2, 3, 3)), 1.0, TAU1, TAU2, TMAX, padding=3)
+    with pytest.raises(ValueError, match="shape"):
+        conv.conv_forward(np.zeros((5, 5)), np.ones((3, 1, 3, 3)), 1.0, TAU1, TAU2, TMAX)
+    with pytest.raises(ValueError, match="negative"):
+        conv.conv_forward(-np.ones((2, 5, 5)), np.ones((3, 2, 3, 3)), 1.0, TAU1, TAU2, TMAX)
+    with pytest.raises(ValueError, match="pooling size"):
+        conv.first_spike_pool(T, 6)
+
+
+# ----------------------------------------------------------------------------- pooling
+@pytest.mark.parametrize("shape, k", [((3, 8, 8), 2), ((2, 7, 9), 2), ((2, 9, 9), 3), ((1, 4, 4), 4)])
+def test_pool_matches_twin(shape, k):
+    rng = np.random.default_rng(sum(shape) + k)
+    T = random_maps(rng, (3, *shape), silent=0.4, integer=True)
+    T[0, 0] = TMAX  # a fully silent channel
+    t, win = conv.first_spike_pool(T, k)
+    t2, win2 = conv.first_spike_pool_reference(T, k)
+    np.testing.assert_array_equal(t, t2)
+    np.testing.assert_array_equal(win, win2)
+    np.testing.assert_array_equal(np.take_along_axis(T.reshape(3, -1), win.reshape(3, -1), 1),
+                                  t.reshape(3, -1))
+
+
+def test_pool_ties_go_to_first_in_row_major_order():
+    T = np.array([[[5.0, 3.0], [3.0, 3.0]]])
+    t, win = conv.first_spike_pool(T, 2)
+    assert t[0, 0, 0] == 3.0 and win[0, 0, 0] == 1
+    t, win = conv.first_spike_pool(np.full((1, 2, 2), TMAX), 2)
+    assert t[0, 0, 0] == TMAX and win[0, 0, 0] == 0
+
+
+# ----------------------------------------------------------------------------- architecture strings
+def test_parse_good_architectures():
+    a = conv.parse_architecture("28x28-16C5-P2-32C5-P2-10")
+    assert a.input_shape == (1, 28, 28)
+    assert [l["out_shape"] for l in a.layers] == [(16, 24, 24), (16, 12, 12), (32, 8, 8),
+                                                 (32, 4, 4), (10, 1, 1)]
+    assert a.weight_shapes() == [(16, 1, 5, 5), None, (32, 16, 5, 5), None, (10, 512)]
+    b = conv.parse_architecture("32x30x3-8C3p1-P3-100-10")
+    assert b.input_shape == (3, 32, 30)
+    assert b.layers[0]["out_shape"] == (8, 32, 30) and b.layers[1]["out_shape"] == (8, 10, 10)
+    assert b.weight_shapes()[2] == (100, 800)
+    assert conv.parse_architecture("784x1-400-10").weight_shapes() == [(400, 784), (10, 400)]
+    assert conv.parse_architecture("5x5-2c5-3").layers[0]["out_shape"] == (2, 1, 1)
+
+
+@pytest.mark.parametrize("arch, msg", [
+    ("", "empty"),
+    ("28x28", "missing layers"),
+    ("16C5-10", "input size"),
+    ("28x28-16C5-P2-", "empty token"),
+    ("28x28-16K5-10", "unknown token"),
+    ("28x28-16C5-P2.5-10", "unknown token"),
+    ("28x28-16C5-P30-10", "pooling 'P30' is larger"),
+    ("28x28-16C29-10", "larger than"),
+    ("28x28-16C5p5-10", "padding"),
+    ("28x28-16C5-P2", "last layer must be fully connected"),
+    ("28x28-100-16C5-10", "after a fully connected"),
+    ("28x28-100-P2-10", "after a fully connected"),
+    ("28x28-0C5-10", "filters"),
+    ("28x28-16C5-0", "width"),
+    ("0x28-10", "positive"),
+])
+def test_parse_bad_architectures(arch, msg):
+    with pytest.raises(ValueError, match=msg):
+        conv.parse_architecture(arch)
+
+
+# ----------------------------------------------------------------------------- learning rule
+def _active_net(rng, arch, scales):
+    ws, q = [], 0
+    for s in arch.weight_shapes():
+        if s is None:
+            ws.append(None)
+            continue
+        ws.append(rng.uniform(-0.3, 1.0, s) * scales[q])
+        q += 1
+    return ws
+
+
+@pytest.mark.parametrize("hidden, dtdv, reduce, target", [
+    ("s4nn", "linear", "sum", "relative"),
+    ("displacement", "linear", "sum", "relative"),
+    ("displacement", "slope", "mean", "minmax"),
+    ("s4nn", "constant", "mean", "minmax"),
+])
+def test_conv_train_step_matches_twin(hidden, dtdv, reduce, target):
+    arch = conv.parse_architecture("8x8x2-3C3p1-P2-4C2-5-3")
+    rng = np.random.default_rng(abs(hash((hidden, dtdv, reduce, target))) % 2**32)
+    thetas = [1.0, 1.0, 1.0, 0.8, 0.8]
+    lrs = [1e-2, 0.0, 5e-3, 3e-3, 1e-3]
+    moved = np.zeros(4)
+    for trial in range(3):
+        x = random_maps(rng, arch.n_inputs)
+        ws = _active_net(rng, arch, (0.6, 0.6, 0.6, 0.6))
+        label = int(rng.integers(3))
+        got = kernel_step(x, label, arch, ws, thetas, lrs, target=target, dtdv=dtdv, hidden=hidden,
+                          reduce=reduce)
+        want = conv.train_step_conv_reference(x, label, arch, ws, thetas, TAU1, TAU2, TMAX, 3.0, lrs,
+                                              target=target, dtdv=dtdv, hidden_error=hidden,
+                                              beta=2.0, conv_reduce=reduce)
+        q = 0
+        for g, w, w0 in zip(got, want, ws):
+            if g is None:
+                continue
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-9)
+            moved[q] += np.abs(w - w0).max()
+            q += 1
+    assert np.all(moved > 0), "every weight layer should have learned something"
+
+
+def test_late_conv_neuron_is_pulled_earlier():
+    # two filters on a 3x3 image; filter 0 drives the (late) correct output, filter 1 the
+    # (early) wrong one.  One update must pull filter 0 earlier and push filter 1 later.
+    arch = conv.parse_architecture("3x3-2C3-2")
+    rng = np.random.default_rng(3)
+    x = np.floor(rng.uniform(0, 30, 9))
+    f = np.stack([rng.uniform(0.1, 1.0, (1, 3, 3)) * 0.25, rng.uniform(0.1, 1.0, (1, 3, 3)) * 0.3])
+    fc = np.array([[0.0, 1.5], [1.5, 0.0]])  # output 1 <- filter 0, output 0 <- filter 1
+    t0 = conv.conv_forward(x.reshape(1, 3, 3), f, 1.0, TAU1, TAU2, TMAX)[0].ravel()
+    out0 = stidi.first_spike_times(t0, fc, 1.0, TAU1, TAU2, TMAX)
+    assert np.all(t0 < TMAX) and out0[1] > out0[0]  # correct output (1) fires too late
+    new = kernel_step(x, 1, arch, [f, fc], [1.0, 1.0], [2e-2, 0.0])
+    assert np.all(new[1] == fc)
+    d = new[0] - f
+    assert np.all(d[0] >= 0) and np.any(d[0] > 0)
+    assert np.all(d[1] <= 0) and np.any(d[1] < 0)
+    t1 = conv.conv_forward(x.reshape(1, 3, 3), new[0], 1.0, TAU1, TAU2, TMAX)[0].ravel()
+    assert t1[0] < t0[0] and t1[1] > t0[1]
+
+
+def test_batch_kernel_with_batch_one_equals_online():
+    arch = conv.parse_architecture("8x8x2-3C3p1-P2-4C2-5-3")
+    rng = np.random.default_rng(9)
+    ws = _active_net(rng, arch, (0.6, 0.6, 0.6, 0.6))
+    X = np.stack([random_maps(rng, arch.n_inputs) for _ in range(6)])
+    y = rng.integers(0, 3, 6)
+    desc = arch.descriptor()
+    a_off, w_off = conv._offsets(arch)
+    mr, mo = conv._scratch_sizes(desc)
+    thetas = np.array([1.0, 1.0, 1.0, 0.8, 0.8])
+    lrs = np.array([1e-2, 0.0, 5e-3, 3e-3, 1e-3])
+    order = np.arange(6)
+    args = (desc, w_off, a_off, thetas, lrs, np.empty(0), 0.0, False, TAU1, TAU2, TMAX, 3.0, 0, 0, 0,
+            True, 1.0, 1e-3, False, 0.0, mr, mo)
+    W1 = pack(ws)
+    conv.train_epoch_sgd(X, y, order, W1, W1, *args, np.zeros(5), np.zeros(a_off[-1]))
+    outs = []
+    for chunks, bs in ((1, 1), (2, 3), (2, 3)):
+        W2 = pack(ws)
+        conv.train_epoch_batch(X, y, order, W2, W2, *args, np.zeros(5), np.zeros(a_off[-1]), bs,
+                               chunks, 0, np.zeros_like(W2), np.zeros_like(W2), 0)
+        outs.append(W2)
+    np.testing.assert_allclose(outs[0], W1, atol=1e-12)
+    np.testing.assert_array_equal(outs[1], outs[2])  # deterministic across threads
+    assert np.abs(outs[1] - pack(ws)).max() > 0
+
+
+# ----------------------------------------------------------------------------- facade
+@pytest.fixture(scope="module")
+def subset():
+    X, y = stidi.datasets.load_subset("mnist", "train")
+    Xt, yt = stidi.datasets.load_subset("mnist", "test")
+    return X, y, Xt, yt
+
+
+SMALL = "28x28-4C5-P4-10"
+
+
+def test_binary_forward_equals_real_forward_with_signed_weights(subset):
+    X, y, _, _ = subset
+    b = conv.ConvSpikingClassifier(SMALL, binary=True, epochs=1, init_samples=50, random_state=0,
+                                   verbose=False).fit(X[:100], y[:100])
+    fw = b.forward_coefs_
+    for w, f, a in zip(b.coefs_, fw, b.alpha_):
+        if w is None:
+            continue
+        np.testing.assert_array_equal(f, a * np.sign(w))
+    r = conv.ConvSpikingClassifier(SMALL, epochs=0, init_samples=50, verbose=False).fit(X[:50], y[:50])
+    r.W_ = np.concatenate([w.reshape(w.shape[0], -1).T.ravel() for w in fw if w is not None])
+    tb, tr = b.spike_times(X[100:150]), r.spike_times(X[100:150])
+    for p, q in zip(tb, tr):
+        np.testing.assert_array_equal(p, q)
+    # and by hand with the public kernels
+    T = stidi.encode(X[100:110]).reshape(10, 1, 28, 28)
+    t1 = conv.conv_forward(T, fw[0], 1.0, b.tau1, b.tau2, b.t_max)[0]
+    np.testing.assert_array_equal(t1, tb[1][:10])
+    cost_b, cost_r = b.cost_report(X[:50]), r.cost_report(X[:50])
+    assert cost_b["bits_per_synapse"] == 1 and cost_r["bits_per_synapse"] == 64
+    assert cost_b["op_kind"] == "add" and cost_r["op_kind"] == "mac"
+    n_syn = 4 * 25 + 10 * 4 * 6 * 6
+    assert cost_r["weight_bytes"] == n_syn * 8
+    assert cost_b["weight_bytes"] == pytest.approx(n_syn / 8 + 16)
+    assert cost_b["synops_per_image"] > 0
+
+
+def test_facade_rejects_bad_inputs(subset):
+    X, y, _, _ = subset
+    with pytest.raises(ValueError, match="expects"):
+        conv.ConvSpikingClassifier("20x20-4C5-10", epochs=0, verbose=False).fit(X[:100], y[:100])
+    with pytest.raises(ValueError, match="classes"):
+        conv.ConvSpikingClassifier("28x28-4C5-P4-5", epochs=0, verbose=False).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="unknown token"):
+        conv.ConvSpikingClassifier("28x28-4Q5-10", epochs=0, verbose=False).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="lr needs"):
+        conv.ConvSpikingClassifier(SMALL, lr=[1e-3], epochs=0, verbose=False).fit(X[:50], y[:50])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        conv.ConvSpikingClassifier(SMALL).predict(X[:5])
+
+
+def test_save_load_round_trip_and_resume(subset, tmp_path):
+    X, y, Xt, yt = subset
+    kw = dict(binary=True, alpha_lr=1e-3, epochs=2, init_samples=50, random_state=1, verbose=False)
+    full = conv.ConvSpikingClassifier(SMALL, **kw).fit(X[:300], y[:300], validation_data=(Xt[:100], yt[:100]))
+    full.save(tmp_path / "m.npz")
+    back = conv.ConvSpikingClassifier.load(tmp_path / "m.npz")
+    assert back.get_params() == full.get_params()
+    np.testing.assert_array_equal(back.predict(Xt[:100]), full.predict(Xt[:100]))
+    assert back.evaluate(Xt[:100], yt[:100]) == full.evaluate(Xt[:100], yt[:100])
+    assert back.history_ == full.history_ and back.best_epoch_ == full.best_epoch_
+    # interrupted after one epoch, resumed: same weights as the uninterrupted run
+    ck = tmp_path / "ck.npz"
+    conv.ConvSpikingClassifier(SMALL, **{**kw, "epochs": 1}).fit(
+        X[:300], y[:300], validation_data=(Xt[:100], yt[:100]), checkpoint=ck)
+    res = conv.ConvSpikingClassifier(SMALL, **kw).fit(
+        X[:300], y[:300], validation_data=(Xt[:100], yt[:100]), checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(res.W_, full.W_)
+    np.testing.assert_array_equal(res.alpha_, full.alpha_)
+    # evaluate() has the keys of SpikingClassifier.evaluate()
+    ev = back.evaluate(Xt[:100], yt[:100])
+    assert set(ev) == {"accuracy", "accuracy_no_fallback", "output_silent_fraction", "tie_fraction",
+                       "silent_fraction", "median_spike_time"}
+    assert len(ev["silent_fraction"]) == 3
+    import json
+    json.dumps(back.get_params())
+    with pytest.raises(ValueError, match="not a ConvSpikingClassifier"):
+        np.savez(tmp_path / "other.npz", W=np.zeros(3))
+        conv.ConvSpikingClassifier.load(tmp_path / "other.npz")
