@@ -1202,7 +1202,7 @@ class ConvSpikingClassifier:
                  theta: float | Sequence[float] = 1.0, gamma: float = 3.0,
                  target: str = "relative", dtdv: str = "linear", hidden_error: str = "s4nn",
                  normalise: bool = True, beta: float = 1.0, lr: Sequence[float] | None = None,
-                 lr_conv: float = 1e-4, lr_hidden: float = 1e-3, lr_output: float = 1e-3,
+                 lr_conv: float = 1e-5, lr_hidden: float = 1e-4, lr_output: float = 1e-3,
                  lr_decay: float = 0.7, conv_reduce: str = "sum", epochs: int = 5,
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
                  init_range: tuple[float, float] = (-0.5, 1.0),

@@ -1,0 +1,141 @@
+"""Speed of the convolutional kernels, in one process.
+
+Prints, for the chosen architecture (default ``28x28-16C5-P2-32C5-P2-10``):
+
+* the time per image of the exact event-driven forward pass of the first conv
+  layer, single-threaded, and of the clock-driven grid twin of the same layer
+  (``stidi.conv.conv_clock_driven``: PSPs on a ``t_max`` grid, im2col matrix
+  products), and their ratio;
+* the time per image of the whole network's forward pass (1 thread and all threads);
+* the time per image of a per-sample training step (serial SGD) and of a
+  mini-batch step over all threads, with the projected time of one epoch of
+  60,000 images.
+
+Usage::
+
+    python benchmarks/bench_conv.py [--arch 28x28-16C5-P2-32C5-P2-10] [--n 1000] [--binary]
+
+Images come from the shipped MNIST subset.  The network is calibrated as by
+``ConvSpikingClassifier.fit`` and trained for one warm-up pass first, so
+that spike statistics are those of a learning network rather than of the
+initial weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numba
+import numpy as np
+
+from stidi import conv, datasets
+from stidi import network as net
+from stidi.neuron import encode
+
+
+def timeit(fn, repeat=3):
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", default="28x28-16C5-P2-32C5-P2-10")
+    ap.add_argument("--n", type=int, default=1000, help="images per timing")
+    ap.add_argument("--grid-n", type=int, default=50, help="images for the clock-driven twin")
+    ap.add_argument("--binary", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args(argv)
+
+    X, y = datasets.load_subset("mnist", "train")
+    n = min(args.n, X.shape[0])
+    threads = numba.config.NUMBA_NUM_THREADS
+    clf = conv.ConvSpikingClassifier(args.arch, binary=args.binary, epochs=1, random_state=0,
+                                     verbose=False)
+    clf.fit(X[:1000], y[:1000])  # calibration + warm-up (and JIT compilation)
+    cfg = clf._validate(len(clf.classes_))
+    T = clf._times(X[:n])
+    yi = clf._labels(y[:n], n)
+    Wf = np.ascontiguousarray(clf._forward_weights(clf.W_))
+    desc, a_off, w_off = clf.desc_, clf.a_off_, clf.w_off_
+    max_rf, max_out = conv._scratch_sizes(desc)
+    print(f"architecture {args.arch}  binary={args.binary}  images={n}  threads={threads}")
+
+    # --- first conv layer: exact vs clock-driven grid
+    l0 = next(l for l in range(len(desc)) if desc[l, conv.D_KIND] == conv.KIND_CONV)
+    C, H, W, F, Ho, Wo, k, pad = (int(v) for v in desc[l0, 1:])
+    maps = T.reshape(n, C, H, W)
+    filt = clf.forward_coefs_[l0]
+    args_c = (clf.thetas_[l0], float(clf.tau1), float(clf.tau2), float(clf.t_max))
+    numba.set_num_threads(1)
+    conv.conv_forward(maps[:2], filt, *args_c, padding=pad)
+    t_exact = timeit(lambda: conv.conv_forward(maps, filt, *args_c, padding=pad)) / n
+    g = min(args.grid_n, n)
+    t_grid = timeit(lambda: conv.conv_clock_driven(maps[:g], filt, *args_c, padding=pad), 1) / g
+    exact = conv.conv_forward(maps[:g], filt, *args_c, padding=pad)[0]
+    grid = conv.conv_clock_driven(maps[:g], filt, *args_c, padding=pad)
+    both = (exact < clf.t_max) & (grid < clf.t_max)
+    print(f"conv layer {l0} ({F}C{k} on {C}x{H}x{W}), 1 thread:")
+    print(f"  exact event-driven  {t_exact * 1e3:8.3f} ms/image")
+    print(f"  clock-driven grid   {t_grid * 1e3:8.3f} ms/image   (dt=1, NumPy/BLAS)")
+    print(f"  ratio grid/exact    {t_grid / t_exact:8.1f}x    max |t_grid - t_exact| = "
+          f"{np.abs(grid[both] - exact[both]).max():.3f} (<= dt)")
+
+    # --- whole forward pass
+    a_total = int(a_off[-1])
+    bufs = [np.empty((n, a_total)) for _ in range(3)]
+
+    def fwd():
+        conv.forward_network(T, Wf, desc, w_off, a_off, clf.thetas_, float(clf.tau1), float(clf.tau2),
+                             float(clf.t_max), max_rf, max_out, *bufs)
+
+    for nt in sorted({1, threads}):
+        numba.set_num_threads(nt)
+        fwd()
+        print(f"network forward, {nt} thread(s): {timeit(fwd) / n * 1e3:8.3f} ms/image")
+
+    # --- training steps (weights are restored after each timing)
+    lrs = cfg["lrs"] * clf.scales_
+    W0, alpha0 = clf.W_.copy(), clf.alpha_.copy()
+    order = np.arange(n, dtype=np.int64)
+
+    def common(Wc, Wfc, alpha):
+        return (T, yi, order, Wc, Wfc, desc, w_off, a_off, clf.thetas_, lrs, alpha, float(clf.alpha_lr),
+                bool(cfg["sign_backward"]), float(clf.tau1), float(clf.tau2), float(clf.t_max),
+                float(clf.gamma), cfg["target"], cfg["dtdv"], cfg["hidden"], bool(clf.normalise),
+                float(clf.beta), float(clf.slope_floor), bool(cfg["conv_mean"]), 0.0, max_rf, max_out,
+                np.zeros(5), np.zeros(a_total))
+
+    def fresh():
+        Wc = W0.copy()
+        alpha = alpha0.copy()
+        Wfc = np.ascontiguousarray(clf._forward_weights(Wc)) if args.binary else Wc
+        return Wc, Wfc, alpha
+
+    def sgd():
+        conv.train_epoch_sgd(*common(*fresh()))
+
+    numba.set_num_threads(1)
+    t_sgd = timeit(sgd, 2) / n
+    print(f"training step, per-sample SGD, 1 thread:     {t_sgd * 1e3:8.3f} ms/image  -> "
+          f"{t_sgd * 60000 / 60:5.1f} min per 60k-image epoch")
+    numba.set_num_threads(threads)
+
+    def batch():
+        Wc, Wfc, alpha = fresh()
+        conv.train_epoch_batch(*common(Wc, Wfc, alpha), args.batch_size, threads,
+                               net.OPTIMIZERS["sgd"], np.zeros_like(Wc), np.zeros_like(Wc), 0)
+
+    batch()
+    t_b = timeit(batch, 2) / n
+    print(f"training step, mini-batch {args.batch_size}, {threads} threads:  {t_b * 1e3:8.3f} ms/image  -> "
+          f"{t_b * 60000 / 60:5.1f} min per 60k-image epoch")
+
+
+if __name__ == "__main__":
+    main()
