@@ -75,9 +75,11 @@ def _forward_sample(x, W, w_off, a_off, sizes, thetas, tau1, tau2, t_max,
         n_out = sizes[l + 1]
         WT = W[w_off[l]:w_off[l + 1]].reshape((n_in, n_out))
         a, b = a_off[l + 1], a_off[l + 2]
+        # peaks matter only at the output (decision fallback, update of a silent
+        # output); a silent hidden neuron always has zero error
         _sweep(t_all[a_off[l]:a_off[l + 1]], WT, thetas[l], tau1, tau2, t_max,
                t_all[a:b], slope_all[a:b], vpk_all[a:b], tpk_all[a:b],
-               act_t, act_i, V, S)
+               act_t, act_i, V, S, l == L - 1)
 
 
 @njit
@@ -119,7 +121,7 @@ def decide(t, slope, vpeak, t_max, fallback):
 
 
 @njit
-def _output_targets(t, label, gamma, t_max, mode, T):
+def _output_targets(t, label, gamma, t_max, mode, T, silent_mode=0):
     n = t.shape[0]
     tmin = t_max
     tmax_fired = 0.0
@@ -134,7 +136,7 @@ def _output_targets(t, label, gamma, t_max, mode, T):
     if mode == 0:
         if not any_fired:
             for j in range(n):
-                T[j] = t_max
+                T[j] = t_max - gamma if silent_mode == 1 else t_max
             T[label] = t_max - gamma
             return
         for j in range(n):
@@ -151,16 +153,17 @@ def _output_targets(t, label, gamma, t_max, mode, T):
 
 
 @njit
-def _normalise(e):
+def _normalise(e, floor=0.0, gain=1.0):
+    """``e *= gain / max(|e|, floor)``; returns the norm of ``e`` before scaling (0: nothing to do)."""
     s = 0.0
     for j in range(e.shape[0]):
         s += e[j] * e[j]
     if s > 0.0:
-        s = 1.0 / np.sqrt(s)
+        s = np.sqrt(s)
+        f = gain / max(s, floor)
         for j in range(e.shape[0]):
-            e[j] *= s
-        return True
-    return False
+            e[j] *= f
+    return s
 
 
 @njit
@@ -176,9 +179,13 @@ def _gain(t, slope, theta, t_max, dtdv, slope_floor):
 @njit
 def _backward_sample(label, W, w_off, a_off, sizes, thetas, tau1, tau2, t_max,
                      gamma, target_mode, dtdv, hidden_mode, normalise, beta, slope_floor,
-                     t_all, slope_all, tpk_all, err_all, g_all, tstar_all):
+                     t_all, slope_all, tpk_all, err_all, g_all, tstar_all,
+                     norm_floor=0.0, silent_mode=0):
     """Fill ``err_all`` (normalised errors), ``g_all`` and ``tstar_all`` for every layer.
 
+    With ``normalise``, the output error is divided by ``max(|e|, norm_floor)``
+    and every hidden error vector is scaled to the same overall gain,
+    ``|e| / max(|e|, norm_floor)`` (1 when ``norm_floor`` is 0).
     Returns False when the sample carries no error at all.
     """
     L = sizes.shape[0] - 1
@@ -186,12 +193,15 @@ def _backward_sample(label, W, w_off, a_off, sizes, thetas, tau1, tau2, t_max,
     a, b = a_off[L], a_off[L + 1]
     n_out = sizes[L]
     T = np.empty(n_out)
-    _output_targets(t_all[a:b], label, gamma, t_max, target_mode, T)
+    _output_targets(t_all[a:b], label, gamma, t_max, target_mode, T, silent_mode)
     for j in range(n_out):
         err_all[a + j] = (T[j] - t_all[a + j]) / t_max
+    gain = 1.0
     if normalise:
-        if not _normalise(err_all[a:b]):
+        nrm = _normalise(err_all[a:b], norm_floor)
+        if nrm == 0.0:
             return False
+        gain = nrm / max(nrm, norm_floor)
     else:
         nz = False
         for j in range(n_out):
@@ -233,7 +243,7 @@ def _backward_sample(label, W, w_off, a_off, sizes, thetas, tau1, tau2, t_max,
             else:
                 err_all[pa + i] = 0.0
         if normalise:
-            _normalise(err_all[pa:a])
+            _normalise(err_all[pa:a], 0.0, gain)
     return True
 
 
@@ -295,7 +305,7 @@ def _record(t_all, slope_all, vpk_all, a_off, sizes, label, t_max, stats, fire_c
 @njit
 def train_epoch_sgd(X, y, order, W, w_off, a_off, sizes, thetas, lrs, tau1, tau2, t_max,
                     gamma, target_mode, dtdv, hidden_mode, normalise, beta, slope_floor,
-                    weight_decay, stats, fire_counts):
+                    weight_decay, stats, fire_counts, norm_floor=0.0, silent_mode=0):
     """One pass of per-sample (online) STiDi-BP over ``X[order]``, serial and deterministic."""
     L = sizes.shape[0] - 1
     a_total = a_off[L + 1]
@@ -321,7 +331,8 @@ def train_epoch_sgd(X, y, order, W, w_off, a_off, sizes, thetas, lrs, tau1, tau2
         _record(t_all, slope_all, vpk_all, a_off, sizes, y[n], t_max, stats, fire_counts)
         if not _backward_sample(y[n], W, w_off, a_off, sizes, thetas, tau1, tau2, t_max,
                                 gamma, target_mode, dtdv, hidden_mode, normalise, beta, slope_floor,
-                                t_all, slope_all, tpk_all, err_all, g_all, tstar_all):
+                                t_all, slope_all, tpk_all, err_all, g_all, tstar_all,
+                                norm_floor, silent_mode):
             continue
         for l in range(L - 1, -1, -1):
             _apply_update(W, w_off, a_off, sizes, l, -lrs[l], tau1, tau2, t_max,
@@ -335,7 +346,7 @@ def train_epoch_sgd(X, y, order, W, w_off, a_off, sizes, thetas, lrs, tau1, tau2
 @njit(parallel=True)
 def _batch_gradient(X, y, idx, W, w_off, a_off, sizes, thetas, tau1, tau2, t_max,
                     gamma, target_mode, dtdv, hidden_mode, normalise, beta, slope_floor,
-                    n_chunks, grads, stats, fire_counts):
+                    n_chunks, grads, stats, fire_counts, norm_floor=0.0, silent_mode=0):
     """Sum of per-sample update directions over ``X[idx]``, split into ``n_chunks``.
 
     ``grads`` has shape ``(n_chunks, W.size)``; chunk ``c`` handles a fixed,
@@ -375,7 +386,7 @@ def _batch_gradient(X, y, idx, W, w_off, a_off, sizes, thetas, tau1, tau2, t_max
             if not _backward_sample(y[n], W, w_off, a_off, sizes, thetas, tau1, tau2, t_max,
                                     gamma, target_mode, dtdv, hidden_mode, normalise, beta,
                                     slope_floor, t_all, slope_all, tpk_all, err_all, g_all,
-                                    tstar_all):
+                                    tstar_all, norm_floor, silent_mode):
                 continue
             for l in range(L):
                 _apply_update(G, w_off, a_off, sizes, l, 1.0, tau1, tau2, t_max,
@@ -413,7 +424,8 @@ def _optimizer_step(W, grads, w_off, lrs, batch, optimizer, weight_decay, m1, m2
 def train_epoch_batch(X, y, order, W, w_off, a_off, sizes, thetas, lrs, tau1, tau2, t_max,
                       gamma, target_mode, dtdv, hidden_mode, normalise, beta, slope_floor,
                       weight_decay, stats, fire_counts, batch_size, n_chunks, optimizer,
-                      m1, m2, step, beta1=0.9, beta2=0.999, eps=1e-8):
+                      m1, m2, step, beta1=0.9, beta2=0.999, eps=1e-8, norm_floor=0.0,
+                      silent_mode=0):
     """Mini-batch STiDi-BP: per-sample update directions averaged over a batch.
 
     Samples of a batch are processed in parallel (``n_chunks`` fixed shares),
@@ -425,7 +437,7 @@ def train_epoch_batch(X, y, order, W, w_off, a_off, sizes, thetas, lrs, tau1, ta
         idx = order[start:start + batch_size]
         _batch_gradient(X, y, idx, W, w_off, a_off, sizes, thetas, tau1, tau2, t_max,
                         gamma, target_mode, dtdv, hidden_mode, normalise, beta, slope_floor,
-                        n_chunks, grads, stats, fire_counts)
+                        n_chunks, grads, stats, fire_counts, norm_floor, silent_mode)
         step += 1
         _optimizer_step(W, grads, w_off, lrs, float(idx.shape[0]), optimizer, weight_decay,
                         m1, m2, float(step), beta1, beta2, eps)
