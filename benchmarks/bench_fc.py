@@ -11,19 +11,23 @@
 
 Usage::
 
-    python benchmarks/bench_fc.py [--images 2000] [--epoch] [--json results/bench-fc.json]
+    python benchmarks/bench_fc.py [--images 2000] [--epoch] [--out results/bench-fc.json]
 
 Each timing is the best of ``--repeat`` runs, after a warm-up call that
 compiles the kernels.  Set ``STIDI_DATA`` to use the full MNIST files;
 otherwise the shipped subset is used (and the full-epoch figure is skipped).
+
+``--out`` writes the measured times, their ratios, the machine (CPU model,
+cores, Python, NumPy and Numba versions), the load average before and after
+the run and the date to a JSON file, atomically (temporary file + rename).
+The two members of each ratio are measured in the same process, one right
+after the other, so that a busy machine slows both alike.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
+import sys
 import time
 
 import numpy as np
@@ -34,16 +38,9 @@ from stidi import network as net
 from stidi import reference as ref
 from stidi.model import SpikingClassifier, _Layout
 
+from _common import best_of, load_average, machine_info, now_iso, write_json_atomic
+
 TAU1, TAU2, TMAX = 128.0, 1024.0, 256.0
-
-
-def best_of(fn, repeat):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def load_images():
@@ -84,8 +81,11 @@ def main():
     ap.add_argument("--grid-steps", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--epoch", action="store_true", help="also time one full-MNIST epoch")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--out", "--json", dest="out", default=None,
+                    help="write the results to this JSON file (atomically)")
     args = ap.parse_args()
+    load_before = load_average()
+    started = time.perf_counter()
 
     X, y, full = load_images()
     T = stidi.encode(X.reshape(len(X), -1))
@@ -94,9 +94,11 @@ def main():
     W1, W2 = clf.coefs_
     n = min(args.images, len(T))
     Tb = np.ascontiguousarray(T[:n])
-    report = {"machine": platform.machine(), "cpu_count": os.cpu_count(), "numba_threads": None}
-    import numba
-    report["numba_threads"] = numba.get_num_threads()
+    report = {"benchmark": "bench_fc", "date": now_iso(), "environment": machine_info(),
+              "data": "full MNIST training set" if full else "shipped MNIST subset",
+              "images": n, "grid_steps": args.grid_steps, "repeat": args.repeat,
+              "t_max": TMAX, "tau1": TAU1, "tau2": TAU2,
+              "mean_active_inputs": float(np.mean(np.sum(Tb < TMAX, axis=1)))}
 
     # 1. forward of one layer over a batch vs one matvec per image
     stidi.first_spike_times(Tb[:10], W1, 1.0, TAU1, TAU2, TMAX)
@@ -151,10 +153,13 @@ def main():
               f"({report['epoch_seconds_including_calibration']:.1f} s with calibration) (target <= 15 s)")
     elif args.epoch:
         print("[3] skipped: full MNIST not found (set STIDI_DATA)")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
-            fh.write("\n")
+    report["load_average_before"] = load_before
+    report["load_average_after"] = load_average()
+    report["wall_seconds"] = time.perf_counter() - started
+    report["command"] = "python benchmarks/bench_fc.py " + " ".join(sys.argv[1:])
+    if args.out:
+        write_json_atomic(args.out, report)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
