@@ -32,6 +32,7 @@ TIMES_FILE = REPO / "_build" / "chapter-times.json"
 #: Parameter overrides per chapter (document name as in ``_toc.yml``).
 CHAPTER_PARAMETERS: dict[str, dict] = {
     "book/01_temporal_coding": {"n_stats": 200, "n_rate": 50},
+    "book/02_pl_psp_neuron": {"n_images": 4, "n_neurons": 20, "dts": [4.0, 2.0, 1.0, 0.5, 0.25]},
     "book/03_linear_approximation": {"n_images": 12, "n_neurons": 40, "n_plot": 100},
     "book/04_stidi_bp_rule": {"n_per_class": 8, "epochs": 3, "n_hidden": 8},
 }
