@@ -35,6 +35,7 @@ CHAPTER_PARAMETERS: dict[str, dict] = {
     "book/02_pl_psp_neuron": {"n_images": 4, "n_neurons": 20, "dts": [4.0, 2.0, 1.0, 0.5, 0.25]},
     "book/03_linear_approximation": {"n_images": 12, "n_neurons": 40, "n_plot": 100},
     "book/04_stidi_bp_rule": {"n_per_class": 8, "epochs": 3, "n_hidden": 8},
+    "book/08_reproduction": {"demo_hidden": 30, "demo_epochs": 1},
 }
 
 

@@ -1,0 +1,259 @@
+"""The reproduction table of chapter 8, built from the JSON reports in ``results/``.
+
+Every number of *this book* in the table is read from a report written by
+``python -m stidi train`` (see ``results/README.md``); nothing is typed in.
+The *published* numbers are quoted from the papers' abstracts, with their
+sources.  A run whose report is missing is shown as "not run".
+
+Functions
+---------
+:func:`load_reports`
+    ``{run name: report dict or None}`` for the runs listed in :data:`RUNS`.
+:func:`build_table`
+    One row per run: the published number next to ours, with run time,
+    hardware and the command that produced the report.
+:func:`binary_drop_table`
+    Accuracy lost by binarising the weights of the convolutional networks,
+    published against ours.
+:func:`learning_curves`
+    The per-epoch history of every report, in long form, for charts.
+
+Accuracies in the tables are percentages (``100 * fraction``), times are in
+minutes; a missing value is ``NaN``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = [
+    "Published",
+    "Run",
+    "RUNS",
+    "BINARY_PAIRS",
+    "NOT_RUN",
+    "load_reports",
+    "build_table",
+    "binary_drop_table",
+    "learning_curves",
+    "hardware",
+    "interval_half_width",
+]
+
+#: Text shown in place of this book's numbers when a report is missing.
+NOT_RUN = "not run"
+
+#: Fields a report must have to enter the table.
+REQUIRED_FIELDS = ("test_accuracy", "test_accuracy_no_fallback", "val_accuracy", "best_epoch",
+                   "epochs", "train_seconds", "command", "history")
+
+
+@dataclass(frozen=True)
+class Published:
+    """A number quoted from a paper (accuracy in %, on the test set)."""
+
+    method: str
+    accuracy: float
+    source: str          # author-year, for the table
+    cite_key: str        # key in book/references.bib, for the prose
+    note: str = ""
+    derived: bool = False  # True: computed from a stated drop, not printed as such
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of this book and the published result it is compared with."""
+
+    name: str            # results/<name>.json
+    network: str
+    dataset: str
+    published: Published
+
+
+_P2 = ("Mirsadeghi et al. (2023)", "mirsadeghi2023spike")
+_S4NN = ("Kheradpisheh & Masquelier (2020)", "kheradpisheh2020temporal")
+_BS4NN = ("Kheradpisheh, Mirsadeghi & Masquelier (2022)", "kheradpisheh2022bs4nn")
+
+#: Published binary-weight drops of the convolutional networks, in points (abstract of [P2]).
+PUBLISHED_BINARY_DROP = {"MNIST": 0.6, "Fashion-MNIST": 0.8}
+
+RUNS: tuple[Run, ...] = (
+    Run("fc-mnist", "fully connected, real weights", "MNIST",
+        Published("S4NN, 784-400-10", 97.4, *_S4NN,
+                  note="same family of single-spike networks, step-shaped PSPs")),
+    Run("fc-fashion-mnist", "fully connected, real weights", "Fashion-MNIST",
+        Published("BS4NN, 784-600-10, binary weights", 87.3, *_BS4NN,
+                  note="binary weights: a real-weight network should do at least as well")),
+    Run("conv-mnist", "convolutional, real weights", "MNIST",
+        Published("STiDi-BP R-CSNN", 99.2, *_P2)),
+    Run("conv-fashion-mnist", "convolutional, real weights", "Fashion-MNIST",
+        Published("STiDi-BP R-CSNN", 92.8, *_P2)),
+    Run("conv-binary-mnist", "convolutional, binary weights", "MNIST",
+        Published("STiDi-BP B-CSNN", round(99.2 - PUBLISHED_BINARY_DROP["MNIST"], 1), *_P2,
+                  note="99.2 minus the stated drop of about 0.6 points", derived=True)),
+    Run("conv-binary-fashion-mnist", "convolutional, binary weights", "Fashion-MNIST",
+        Published("STiDi-BP B-CSNN", round(92.8 - PUBLISHED_BINARY_DROP["Fashion-MNIST"], 1), *_P2,
+                  note="92.8 minus the stated drop of about 0.8 points", derived=True)),
+)
+
+#: (real-weight run, binary-weight run) pairs for the binarisation drop.
+BINARY_PAIRS = (("conv-mnist", "conv-binary-mnist"),
+                ("conv-fashion-mnist", "conv-binary-fashion-mnist"))
+
+
+def _check_report(report: dict, path: Path) -> dict:
+    missing = [f for f in REQUIRED_FIELDS if f not in report]
+    if missing:
+        raise ValueError(f"{path}: not a training report (missing {', '.join(missing)})")
+    return report
+
+
+def load_reports(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> dict[str, dict | None]:
+    """Read ``<results_dir>/<run>.json`` for every run; ``None`` where the file does not exist.
+
+    A file that exists but is not a training report raises ``ValueError``
+    (a broken report must not silently become "not run").
+    """
+    results_dir = Path(results_dir)
+    out: dict[str, dict | None] = {}
+    for run in runs:
+        path = results_dir / f"{run.name}.json"
+        if path.is_file():
+            out[run.name] = _check_report(json.loads(path.read_text(encoding="utf-8")), path)
+        else:
+            out[run.name] = None
+    return out
+
+
+def _percent(value) -> float:
+    return math.nan if value is None else 100.0 * float(value)
+
+
+def interval_half_width(accuracy: float, n: int | None) -> float:
+    """Half width, in points, of the 95 % normal-approximation interval of an accuracy on ``n`` images."""
+    if not n:
+        return math.nan
+    p = float(accuracy)
+    return 100.0 * 1.96 * math.sqrt(p * (1.0 - p) / int(n))
+
+
+def hardware(report: dict) -> str:
+    """Short description of the machine a report was produced on."""
+    env = report.get("environment") or {}
+    parts = []
+    if env.get("machine"):
+        parts.append(env["machine"])
+    if env.get("cpu_count"):
+        parts.append(f"{env['cpu_count']} CPUs")
+    versions = [f"{name} {env[key]}" for name, key in
+                (("Python", "python"), ("NumPy", "numpy"), ("Numba", "numba")) if env.get(key)]
+    return ", ".join(parts + versions) if parts or versions else "unknown"
+
+
+def build_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> pd.DataFrame:
+    """The side-by-side table, one row per run (index: run name).
+
+    Columns: ``network``, ``dataset``, ``published (%)``, ``published by``,
+    ``status`` ("run" or :data:`NOT_RUN`), ``test (%)``, ``± 95 % (points)`` (half
+    width of the normal-approximation binomial interval of the test accuracy,
+    ``1.96 * sqrt(p (1 - p) / n)`` with ``n`` the number of test images),
+    ``test, no fallback (%)``, ``validation (%)``, ``best epoch``, ``epochs``,
+    ``difference (points)`` (ours minus published), ``architecture``,
+    ``training (min)``, ``hardware``, ``command``.
+    """
+    reports = load_reports(results_dir, runs)
+    rows = []
+    for run in runs:
+        rep = reports[run.name]
+        pub = run.published
+        row = {
+            "run": run.name,
+            "network": run.network,
+            "dataset": run.dataset,
+            "published (%)": pub.accuracy,
+            "published by": f"{pub.method}, {pub.source}" + (" (derived)" if pub.derived else ""),
+            "status": NOT_RUN if rep is None else "run",
+        }
+        if rep is None:
+            row.update({"test (%)": math.nan, "± 95 % (points)": math.nan,
+                        "test, no fallback (%)": math.nan,
+                        "validation (%)": math.nan, "best epoch": math.nan, "epochs": math.nan,
+                        "difference (points)": math.nan, "architecture": NOT_RUN,
+                        "training (min)": math.nan, "hardware": NOT_RUN, "command": NOT_RUN})
+        else:
+            test = _percent(rep["test_accuracy"])
+            row.update({
+                "test (%)": test,
+                "± 95 % (points)": interval_half_width(rep["test_accuracy"], rep.get("n_test")),
+                "test, no fallback (%)": _percent(rep["test_accuracy_no_fallback"]),
+                "validation (%)": _percent(rep["val_accuracy"]),
+                "best epoch": float(rep["best_epoch"]),
+                "epochs": float(rep["epochs"]),
+                "difference (points)": test - pub.accuracy,
+                "architecture": str(rep.get("architecture", "")),
+                "training (min)": float(rep["train_seconds"]) / 60.0,
+                "hardware": hardware(rep),
+                "command": str(rep["command"]),
+            })
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def binary_drop_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS,
+                      pairs=BINARY_PAIRS) -> pd.DataFrame:
+    """Test accuracy lost by binarising the weights: published against ours (points)."""
+    reports = load_reports(results_dir, runs)
+    by_name = {run.name: run for run in runs}
+    rows = []
+    for real, binary in pairs:
+        dataset = by_name[real].dataset
+        r, b = reports.get(real), reports.get(binary)
+        ours = (_percent(r["test_accuracy"]) - _percent(b["test_accuracy"])
+                if r is not None and b is not None else math.nan)
+        rows.append({
+            "dataset": dataset,
+            "published drop (points)": PUBLISHED_BINARY_DROP[dataset],
+            "real weights (%)": math.nan if r is None else _percent(r["test_accuracy"]),
+            "binary weights (%)": math.nan if b is None else _percent(b["test_accuracy"]),
+            "our drop (points)": ours,
+            "status": "run" if r is not None and b is not None else NOT_RUN,
+        })
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def learning_curves(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> pd.DataFrame:
+    """Per-epoch history of every available report, long form.
+
+    Columns: ``run``, ``network``, ``dataset``, ``epoch``, ``metric``, ``value``
+    (accuracies in %, times in seconds), ``best epoch``.  Metrics: every scalar
+    entry of the report's ``history`` records (for example ``val_accuracy``,
+    ``train_accuracy_running``, ``val_output_silent_fraction``); list-valued
+    entries (one value per layer) become ``<name>[<layer>]``.
+    """
+    reports = load_reports(results_dir, runs)
+    rows = []
+    for run in runs:
+        rep = reports[run.name]
+        if rep is None:
+            continue
+        for rec in rep["history"]:
+            epoch = int(rec["epoch"])
+            for key, value in rec.items():
+                if key == "epoch":
+                    continue
+                items = ([(f"{key}[{i}]", v) for i, v in enumerate(value)]
+                         if isinstance(value, list) else [(key, value)])
+                for name, v in items:
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v is None:
+                        continue
+                    scale = 100.0 if ("accuracy" in name or "fraction" in name) else 1.0
+                    rows.append({"run": run.name, "network": run.network, "dataset": run.dataset,
+                                 "epoch": epoch, "metric": name, "value": scale * float(v),
+                                 "best epoch": int(rep["best_epoch"])})
+    columns = ["run", "network", "dataset", "epoch", "metric", "value", "best epoch"]
+    return pd.DataFrame(rows, columns=columns)
