@@ -35,7 +35,13 @@ CHAPTER_PARAMETERS: dict[str, dict] = {
     "book/02_pl_psp_neuron": {"n_images": 4, "n_neurons": 20, "dts": [4.0, 2.0, 1.0, 0.5, 0.25]},
     "book/03_linear_approximation": {"n_images": 12, "n_neurons": 40, "n_plot": 100},
     "book/04_stidi_bp_rule": {"n_per_class": 8, "epochs": 3, "n_hidden": 8},
+    "book/05_deep_fc": {"n_val": 200, "n_train": 500, "width": 40, "depths": [1, 2], "epochs": 2,
+                        "lr_outputs_compared": [2.5e-6, 1e-5], "sweep_width": 20, "sweep_train": 400,
+                        "sweep_epochs": 1},
     "book/08_reproduction": {"demo_hidden": 30, "demo_epochs": 1},
+    "book/09_speed": {"n_images": 40, "grid_images": 2, "widths": [25, 100], "fan_ins": [196, 784],
+                      "windows": [32, 128], "thread_images": 200, "abl_train": 600, "abl_hidden": 30,
+                      "abl_epochs": 1},
 }
 
 
