@@ -21,24 +21,45 @@ otherwise the shipped subset is used (and the full-epoch figure is skipped).
 cores, Python, NumPy and Numba versions), the load average before and after
 the run and the date to a JSON file, atomically (temporary file + rename).
 The two members of each ratio are measured in the same process, one right
-after the other, so that a busy machine slows both alike.
+after the other, so that a busy machine slows both alike.  By default
+everything runs on one thread (``--threads 1``: Numba and NumPy's BLAS
+library alike): on a machine shared with other jobs, spinning worker threads
+of either library distort the comparison far more than they speed it up.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-import time
 
-import numpy as np
 
-import stidi
-from stidi import datasets
-from stidi import network as net
-from stidi import reference as ref
-from stidi.model import SpikingClassifier, _Layout
+def _threads_from_argv(argv) -> int:
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return 1
 
-from _common import best_of, load_average, machine_info, now_iso, write_json_atomic
+
+# the thread count of the BLAS library is fixed when NumPy loads it
+THREADS = _threads_from_argv(sys.argv[1:])
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(THREADS)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import stidi  # noqa: E402
+from stidi import datasets  # noqa: E402
+from stidi import network as net  # noqa: E402
+from stidi import reference as ref  # noqa: E402
+from stidi.model import SpikingClassifier, _Layout  # noqa: E402
+
+from _common import best_of, load_average, machine_info, now_iso, write_json_atomic  # noqa: E402
 
 TAU1, TAU2, TMAX = 128.0, 1024.0, 256.0
 
@@ -81,11 +102,15 @@ def main():
     ap.add_argument("--grid-steps", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--epoch", action="store_true", help="also time one full-MNIST epoch")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for Numba and for the BLAS library of NumPy (default 1, so that "
+                         "every comparison is one core against one core)")
     ap.add_argument("--out", "--json", dest="out", default=None,
                     help="write the results to this JSON file (atomically)")
     args = ap.parse_args()
     load_before = load_average()
     started = time.perf_counter()
+    numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
 
     X, y, full = load_images()
     T = stidi.encode(X.reshape(len(X), -1))
@@ -95,6 +120,7 @@ def main():
     n = min(args.images, len(T))
     Tb = np.ascontiguousarray(T[:n])
     report = {"benchmark": "bench_fc", "date": now_iso(), "environment": machine_info(),
+              "threads": THREADS,
               "data": "full MNIST training set" if full else "shipped MNIST subset",
               "images": n, "grid_steps": args.grid_steps, "repeat": args.repeat,
               "t_max": TMAX, "tau1": TAU1, "tau2": TAU2,

@@ -26,6 +26,10 @@ first spike time is ``t_max / 2`` (as :class:`stidi.SpikingClassifier`
 does for its output layer).  Usage::
 
     python benchmarks/bench_scaling.py [--quick] [--out results/bench-scaling.json]
+    python benchmarks/bench_scaling.py --sweep n_out=25,100 --sweep t_max=32,128 --images 100
+
+``--sweep NAME=V1,V2,...`` (NAME one of n_out, n_in, t_max; repeatable)
+replaces the built-in sizes: only the sweeps named are run.
 """
 
 from __future__ import annotations
@@ -99,6 +103,8 @@ def main(argv=None):
     ap.add_argument("--grid-images", type=int, default=6, help="images per clock-driven timing")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="two sizes per sweep (a check of the script)")
+    ap.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
+                    help="sizes of one sweep (n_out, n_in or t_max), replacing the built-in ones")
     ap.add_argument("--out", default=None, help="write the results to this JSON file (atomically)")
     args = ap.parse_args(argv)
 
@@ -111,6 +117,13 @@ def main(argv=None):
     stidi.first_spike_times(stidi.encode(images[:2], 256), np.ones((3, 784)), 1.0, 128.0, 1024.0, 256.0)
 
     sweeps = QUICK if args.quick else SWEEPS
+    if args.sweep:
+        sweeps = {}
+        for item in args.sweep:
+            name, _, values = item.partition("=")
+            if name not in SWEEPS or not values:
+                ap.error(f"--sweep needs NAME=V1,V2,... with NAME in {sorted(SWEEPS)}, got {item!r}")
+            sweeps[name] = [int(float(v)) for v in values.split(",")]
     results = {}
     for name, values in sweeps.items():
         rows = []
