@@ -38,6 +38,8 @@ CHAPTER_PARAMETERS: dict[str, dict] = {
     "book/05_deep_fc": {"n_val": 200, "n_train": 500, "width": 40, "depths": [1, 2], "epochs": 2,
                         "lr_outputs_compared": [2.5e-6, 1e-5], "sweep_width": 20, "sweep_train": 400,
                         "sweep_epochs": 1},
+    "book/06_conv": {"n_train": 300, "n_val": 100, "epochs": 1, "init_samples": 30},
+    "book/07_binary": {"n_train": 300, "n_val": 100, "epochs": 2, "n_cost": 50, "init_samples": 30},
     "book/08_reproduction": {"demo_hidden": 30, "demo_epochs": 1},
     "book/09_speed": {"n_images": 40, "grid_images": 2, "widths": [25, 100], "fan_ins": [196, 784],
                       "windows": [32, 128], "thread_images": 200, "abl_train": 600, "abl_hidden": 30,
