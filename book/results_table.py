@@ -204,9 +204,25 @@ def build_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> pd.Dat
     return pd.DataFrame(rows).set_index("run")
 
 
+def _field(report: dict | None, key: str) -> float:
+    """A numeric field of a report, NaN when the report or the field is missing."""
+    if report is None or report.get(key) is None:
+        return math.nan
+    return float(report[key])
+
+
+def _kilobytes(report: dict | None) -> float:
+    return _field(report, "weight_bytes") / 1000.0
+
+
 def binary_drop_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS,
                       pairs=BINARY_PAIRS) -> pd.DataFrame:
-    """Test accuracy lost by binarising the weights: published against ours (points)."""
+    """Test accuracy lost by binarising the weights: published against ours (points).
+
+    Also the weight memory (``weight_bytes`` / 1000) and the synaptic operations
+    per test image (``synops_per_image``) of both networks, from the reports of
+    convolutional runs (NaN where a report does not hold them).
+    """
     reports = load_reports(results_dir, runs)
     by_name = {run.name: run for run in runs}
     rows = []
@@ -221,6 +237,10 @@ def binary_drop_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS,
             "real weights (%)": math.nan if r is None else _percent(r["test_accuracy"]),
             "binary weights (%)": math.nan if b is None else _percent(b["test_accuracy"]),
             "our drop (points)": ours,
+            "real weights (kB)": _kilobytes(r),
+            "binary weights (kB)": _kilobytes(b),
+            "real: synaptic ops per image": _field(r, "synops_per_image"),
+            "binary: synaptic ops per image": _field(b, "synops_per_image"),
             "status": "run" if r is not None and b is not None else NOT_RUN,
         })
     return pd.DataFrame(rows).set_index("dataset")

@@ -87,6 +87,14 @@ def _compare_drops(drops, results_dir: Path) -> None:
             assert row["real weights (%)"] == pytest.approx(100 * a, rel=1e-12)
             assert row["binary weights (%)"] == pytest.approx(100 * b, rel=1e-12)
             assert row["our drop (points)"] == pytest.approx(100 * (a - b), rel=1e-9, abs=1e-9)
+            for side, path in (("real", pr), ("binary", pb)):
+                report = json.loads(path.read_text())
+                for col, key, scale in ((f"{side} weights (kB)", "weight_bytes", 1e-3),
+                                        (f"{side}: synaptic ops per image", "synops_per_image", 1.0)):
+                    if key in report:
+                        assert row[col] == pytest.approx(scale * report[key], rel=1e-12)
+                    else:
+                        assert math.isnan(row[col])
         else:
             assert row["status"] == rt.NOT_RUN
             assert math.isnan(row["our drop (points)"])
@@ -135,6 +143,8 @@ def _fake_report(name: str, seed: int) -> dict:
         "val_accuracy": rnd.random(), "best_epoch": rnd.randint(1, epochs), "epochs": epochs,
         "train_seconds": 1000 * rnd.random(), **({"n_test": rnd.randint(100, 10000)} if seed % 2 else {}), "command": f"python -m stidi train --fake {seed}",
         "history": history,
+        **({"weight_bytes": rnd.randint(1000, 10 ** 6), "synops_per_image": 1e5 * rnd.random()}
+           if "conv" in name and seed % 3 else {}),
         "environment": {"python": "3.0.0", "numpy": "1.0", "numba": "0.1", "machine": f"m{seed}",
                         "cpu_count": 7},
     }
