@@ -1,6 +1,7 @@
 """Speed of the convolutional kernels, in one process.
 
-Prints, for the chosen architecture (default ``28x28-16C5-P2-32C5-P2-10``):
+Prints, for the chosen architecture (default: the command line's conv default,
+``stidi.cli.CONV_DEFAULT_ARCH``):
 
 * the time per image of the exact event-driven forward pass of the first conv
   layer, single-threaded, and of the clock-driven grid twin of the same layer
@@ -13,7 +14,10 @@ Prints, for the chosen architecture (default ``28x28-16C5-P2-32C5-P2-10``):
 
 Usage::
 
-    python benchmarks/bench_conv.py [--arch 28x28-16C5-P2-32C5-P2-10] [--n 1000] [--binary]
+    python benchmarks/bench_conv.py [--arch 28x28-16C5-P2-10] [--n 1000] [--binary]
+
+The last line is the summary: the projected time of one 60,000-image epoch with
+the trainer's default (per-sample SGD) and the grid/exact speed ratio.
 
 Images come from the shipped MNIST subset.  The network is calibrated as by
 ``ConvSpikingClassifier.fit`` and trained for one warm-up pass first, so
@@ -30,6 +34,7 @@ import numba
 import numpy as np
 
 from stidi import conv, datasets
+from stidi.cli import CONV_DEFAULT_ARCH
 from stidi import network as net
 from stidi.neuron import encode
 
@@ -45,7 +50,7 @@ def timeit(fn, repeat=3):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--arch", default="28x28-16C5-P2-32C5-P2-10")
+    ap.add_argument("--arch", default=CONV_DEFAULT_ARCH)
     ap.add_argument("--n", type=int, default=1000, help="images per timing")
     ap.add_argument("--grid-n", type=int, default=50, help="images for the clock-driven twin")
     ap.add_argument("--binary", action="store_true")
@@ -111,6 +116,8 @@ def main(argv=None):
                 float(clf.beta), float(clf.slope_floor), bool(cfg["conv_mean"]), 0.0, max_rf, max_out,
                 np.zeros(5), np.zeros(a_total))
 
+    silent = (int(cfg["silent_mode"]), bool(cfg["silent_pull"]), float(clf.norm_floor))
+
     def fresh():
         Wc = W0.copy()
         alpha = alpha0.copy()
@@ -118,7 +125,7 @@ def main(argv=None):
         return Wc, Wfc, alpha
 
     def sgd():
-        conv.train_epoch_sgd(*common(*fresh()))
+        conv.train_epoch_sgd(*common(*fresh()), *silent)
 
     numba.set_num_threads(1)
     t_sgd = timeit(sgd, 2) / n
@@ -129,12 +136,15 @@ def main(argv=None):
     def batch():
         Wc, Wfc, alpha = fresh()
         conv.train_epoch_batch(*common(Wc, Wfc, alpha), args.batch_size, threads,
-                               net.OPTIMIZERS["sgd"], np.zeros_like(Wc), np.zeros_like(Wc), 0)
+                               net.OPTIMIZERS["sgd"], np.zeros_like(Wc), np.zeros_like(Wc), 0, *silent)
 
     batch()
     t_b = timeit(batch, 2) / n
     print(f"training step, mini-batch {args.batch_size}, {threads} threads:  {t_b * 1e3:8.3f} ms/image  -> "
           f"{t_b * 60000 / 60:5.1f} min per 60k-image epoch")
+    print(f"summary: {args.arch}{' binary' if args.binary else ''}: one 60k-image MNIST epoch "
+          f"~{t_sgd * 60000 / 60:.1f} min (per-sample SGD, 1 thread); clock-driven grid / exact "
+          f"= {t_grid / t_exact:.1f}x on the first conv layer")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
+CONV_DEFAULT_ARCH = "28x28-16C5-P2-10"  # the ConvSpikingClassifier default
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stidi", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,9 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder with the IDX files (default: $STIDI_DATA, else the download cache)")
     tr.add_argument("--subset", action="store_true",
                     help="use the small subset shipped with the package (no download)")
-    tr.add_argument("--model", default="fc", choices=["fc"])
+    tr.add_argument("--model", default="fc", choices=["fc", "conv"],
+                    help="fc: SpikingClassifier; conv: ConvSpikingClassifier (see --arch)")
     tr.add_argument("--hidden", type=_positive_int, action="append",
                     help="hidden layer width; repeat for several layers (default: 400)")
+    tr.add_argument("--arch", default=None,
+                    help=f"conv only: architecture string (default: {CONV_DEFAULT_ARCH})")
+    tr.add_argument("--binary", action="store_true",
+                    help="conv only: binary weights alpha*sign(w) in the forward pass")
     tr.add_argument("--epochs", type=_nonneg_int, default=10)
     tr.add_argument("--train-size", type=_positive_int, default=None,
                     help="training images used after the validation split (default: all)")
@@ -95,17 +103,38 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def train(args: argparse.Namespace) -> dict:
-    from . import datasets
+def _make_model(args: argparse.Namespace):
+    common = dict(epochs=args.epochs, random_state=args.seed, verbose=not args.quiet)
+    if args.model == "conv":
+        from .conv import ConvSpikingClassifier, parse_architecture
+
+        if args.hidden:
+            raise SystemExit("error: --hidden applies to --model fc; give conv layer sizes with --arch")
+        params = dict(arch=args.arch or CONV_DEFAULT_ARCH, binary=args.binary, **common)
+        params.update(_overrides(args.overrides))
+        try:
+            parse_architecture(params["arch"])
+            clf = ConvSpikingClassifier(**params)
+            clf._validate()
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        return clf
     from .model import SpikingClassifier
 
-    params = dict(hidden=tuple(args.hidden or [400]), epochs=args.epochs, random_state=args.seed,
-                  verbose=not args.quiet)
+    if args.arch is not None or args.binary:
+        raise SystemExit("error: --arch and --binary apply to --model conv")
+    params = dict(hidden=tuple(args.hidden or [400]), **common)
     params.update(_overrides(args.overrides))
     try:
-        clf = SpikingClassifier(**params)
+        return SpikingClassifier(**params)
     except TypeError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def train(args: argparse.Namespace) -> dict:
+    from . import datasets
+
+    clf = _make_model(args)
     if args.val_size is None:
         args.val_size = 500 if args.subset else 5000
 
@@ -143,7 +172,8 @@ def train(args: argparse.Namespace) -> dict:
     report = {
         "dataset": args.dataset + ("-subset" if args.subset else ""),
         "model": args.model,
-        "architecture": "-".join(str(int(s)) for s in clf.layout_.sizes),
+        "architecture": (clf.arch if args.model == "conv" else
+                         "-".join(str(int(s)) for s in clf.layout_.sizes)),
         "test_accuracy": test["accuracy"],
         "test_accuracy_no_fallback": test["accuracy_no_fallback"],
         "test_output_silent_fraction": test["output_silent_fraction"],
@@ -170,6 +200,14 @@ def train(args: argparse.Namespace) -> dict:
                           "index; no output spike -> largest peak potential (test_accuracy) or "
                           "counted as an error (test_accuracy_no_fallback)"),
     }
+    if args.model == "conv":
+        # memory and synaptic operations per test image (event-driven count)
+        cost = clf.cost_report(Xt)
+        report["binary"] = cost["binary"]
+        report["bits_per_synapse"] = cost["bits_per_synapse"]
+        report["weight_bytes"] = cost["weight_bytes"]
+        report["synops_per_image"] = cost["synops_per_image"]
+        report["cost"] = cost
     _atomic_write_text(Path(args.out), json.dumps(report, indent=2, default=float) + "\n")
     if args.save_model:
         clf.save(args.save_model)

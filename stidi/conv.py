@@ -111,6 +111,8 @@ __all__ = [
 KIND_CONV, KIND_POOL, KIND_FC = 0, 1, 2
 _KIND_NAMES = {KIND_CONV: "conv", KIND_POOL: "pool", KIND_FC: "fc"}
 CONV_REDUCE = {"sum": 0, "mean": 1}
+SILENT_TARGET = {"correct": 0, "all": 1}
+SILENT_HIDDEN = {"none": 0, "pull": 1}
 BINARY_BACKWARD = {"real": 0, "sign": 1}
 
 # columns of the layer descriptor table
@@ -594,12 +596,13 @@ def conv_clock_driven(t_in, filters, theta, tau1, tau2, t_max, padding=0, dt=1.0
 # Numba kernels: learning
 # =============================================================================
 @njit
-def _l2_normalise(e):
+def _l2_normalise(e, gain=1.0):
+    """Scale ``e`` to L2 norm ``gain`` (unless it is all zeros)."""
     s = 0.0
     for j in range(e.shape[0]):
         s += e[j] * e[j]
     if s > 0.0:
-        f = 1.0 / np.sqrt(s)
+        f = gain / np.sqrt(s)
         for j in range(e.shape[0]):
             e[j] *= f
     return s > 0.0
@@ -607,8 +610,13 @@ def _l2_normalise(e):
 
 @njit
 def _conv_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, C, H, W, F, Ho, Wo, k, pad,
-                       tau1, tau2, t_max, hidden_mode, beta, err_in):
-    """Transposed convolution of the errors (S4NN-like or displacement form) into ``err_in``."""
+                       tau1, tau2, t_max, hidden_mode, beta, err_in, vpk_in, silent_pull):
+    """Transposed convolution of the errors (S4NN-like or displacement form) into ``err_in``.
+
+    With ``silent_pull`` (S4NN-like form only), a silent unit whose potential rose above 0
+    gets the earlier-only part of its error, ``min(0, sum e w)`` (no timing indicator).
+    """
+    pull = silent_pull and hidden_mode == 0
     n_in = C * H * W
     kk = k * k
     HW = H * W
@@ -636,7 +644,7 @@ def _conv_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, C, H, W, F, Ho, 
                             continue
                         i = c * HW + Y * W + X
                         ti = t_in[i]
-                        if ti >= t_max:
+                        if ti >= t_max and not (pull and vpk_in[i] > 0.0):
                             continue
                         row = WT[c * kk + u * k + v]
                         acc = 0.0
@@ -644,7 +652,7 @@ def _conv_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, C, H, W, F, Ho, 
                             for f in range(F):
                                 q = f * HoWo + p
                                 ef = err_out[q]
-                                if ef != 0.0 and ti < t_out[q]:
+                                if ef != 0.0 and (ti < t_out[q] or ti >= t_max):
                                     acc += ef * row[f]
                         else:
                             for f in range(F):
@@ -653,6 +661,10 @@ def _conv_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, C, H, W, F, Ho, 
                                 if ef != 0.0:
                                     acc += ef * g_out[q] * row[f] * _deps(ts_out[q] - ti, tau1, tau2)
                         err_in[i] += acc
+    if pull:
+        for i in range(n_in):
+            if t_in[i] >= t_max and err_in[i] > 0.0:
+                err_in[i] = 0.0
     if hidden_mode == 1:
         for i in range(n_in):
             ti = t_in[i]
@@ -663,12 +675,16 @@ def _conv_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, C, H, W, F, Ho, 
 
 @njit
 def _fc_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, tau1, tau2, t_max, hidden_mode,
-                     beta, err_in):
+                     beta, err_in, vpk_in, silent_pull):
     n_in, n_l = WT.shape
     for i in range(n_in):
         ti = t_in[i]
         acc = 0.0
-        if ti < t_max:
+        if ti >= t_max and silent_pull and hidden_mode == 0 and vpk_in[i] > 0.0:
+            for j in range(n_l):
+                acc += err_out[j] * WT[i, j]
+            err_in[i] = min(acc, 0.0)
+        elif ti < t_max:
             if hidden_mode == 0:
                 for j in range(n_l):
                     ej = err_out[j]
@@ -689,21 +705,34 @@ def _fc_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, tau1, tau2, t_max,
 @njit
 def _backward_sample(label, Wb, desc, w_off, a_off, thetas, tau1, tau2, t_max, gamma,
                      target_mode, dtdv, hidden_mode, normalise, beta, slope_floor,
-                     t_all, slope_all, tpk_all, win_all, err_all, g_all, tstar_all):
-    """Errors, gains and t* of every layer (weights before the update). False: no error."""
+                     t_all, slope_all, tpk_all, win_all, err_all, g_all, tstar_all,
+                     vpk_all, silent_mode, silent_pull, norm_floor):
+    """Errors, gains and t* of every layer (weights before the update). False: no error.
+
+    ``silent_mode`` is the output rule of :func:`stidi.network._output_targets`;
+    ``silent_pull`` gives silent hidden units an earlier-only error (see
+    :func:`_conv_errors_below`), and sends a silent pooling window's error to the
+    position with the highest peak potential.  With ``normalise``, the output
+    error is divided by ``max(|e|, norm_floor)`` and every hidden error vector is
+    scaled to the resulting norm (1 when ``norm_floor`` is 0), as in
+    :func:`stidi.network._backward_sample`.
+    """
     L = desc.shape[0]
     a, b = a_off[L], a_off[L + 1]
     n_out = b - a
     T = np.empty(n_out)
-    _net._output_targets(t_all[a:b], label, gamma, t_max, target_mode, T)
+    _net._output_targets(t_all[a:b], label, gamma, t_max, target_mode, T, silent_mode)
     nz = False
     for j in range(n_out):
         err_all[a + j] = (T[j] - t_all[a + j]) / t_max
         nz |= err_all[a + j] != 0.0
     if not nz:
         return False
+    gain = 1.0
     if normalise:
-        _l2_normalise(err_all[a:b])
+        nrm = np.sqrt(np.sum(err_all[a:b] ** 2))
+        gain = nrm / max(nrm, norm_floor)
+        _l2_normalise(err_all[a:b], gain)
     for l in range(L - 1, -1, -1):
         kind = desc[l, D_KIND]
         a0, a1, a2 = a_off[l], a_off[l + 1], a_off[l + 2]
@@ -718,8 +747,25 @@ def _backward_sample(label, Wb, desc, w_off, a_off, thetas, tau1, tau2, t_max, g
         if kind == KIND_POOL:
             for i in range(a0, a1):
                 err_all[i] = 0.0
+            if silent_pull:
+                Cp, Hp, Wp, kp = desc[l, D_C], desc[l, D_H], desc[l, D_W], desc[l, D_K]
+                Hop, Wop = desc[l, D_HO], desc[l, D_WO]
             for q in range(a1, a2):
-                err_all[a0 + win_all[q]] = err_all[q]
+                i = win_all[q]
+                if silent_pull and t_all[q] >= t_max and err_all[q] != 0.0:
+                    # silent window: the position that came closest to threshold
+                    r = q - a1
+                    c = r // (Hop * Wop)
+                    Y = (r // Wop) % Hop
+                    X = r % Wop
+                    best = -np.inf
+                    for u in range(kp):
+                        for v in range(kp):
+                            j = c * Hp * Wp + (Y * kp + u) * Wp + X * kp + v
+                            if vpk_all[a0 + j] > best:
+                                best = vpk_all[a0 + j]
+                                i = j
+                err_all[a0 + i] = err_all[q]
             continue
         C, H, W = desc[l, D_C], desc[l, D_H], desc[l, D_W]
         F, Ho, Wo = desc[l, D_F], desc[l, D_HO], desc[l, D_WO]
@@ -728,14 +774,15 @@ def _backward_sample(label, Wb, desc, w_off, a_off, thetas, tau1, tau2, t_max, g
             WT = Wb[w_off[l]:w_off[l + 1]].reshape((C * k * k, F))
             _conv_errors_below(t_all[a0:a1], t_all[a1:a2], err_all[a1:a2], g_all[a1:a2],
                                tstar_all[a1:a2], WT, C, H, W, F, Ho, Wo, k, pad, tau1, tau2,
-                               t_max, hidden_mode, beta, err_all[a0:a1])
+                               t_max, hidden_mode, beta, err_all[a0:a1], vpk_all[a0:a1],
+                               silent_pull)
         else:
             WT = Wb[w_off[l]:w_off[l + 1]].reshape((C, F))
             _fc_errors_below(t_all[a0:a1], t_all[a1:a2], err_all[a1:a2], g_all[a1:a2],
                              tstar_all[a1:a2], WT, tau1, tau2, t_max, hidden_mode, beta,
-                             err_all[a0:a1])
+                             err_all[a0:a1], vpk_all[a0:a1], silent_pull)
         if normalise:
-            _l2_normalise(err_all[a0:a1])
+            _l2_normalise(err_all[a0:a1], gain)
     return True
 
 
@@ -858,7 +905,7 @@ def _is_binary(alpha):
 def train_epoch_sgd(X, y, order, W, Wf, desc, w_off, a_off, thetas, lrs, alpha, alpha_lr,
                     sign_backward, tau1, tau2, t_max, gamma, target_mode, dtdv, hidden_mode,
                     normalise, beta, slope_floor, conv_mean, weight_decay, max_rf, max_out,
-                    stats, fire_counts):
+                    stats, fire_counts, silent_mode=0, silent_pull=False, norm_floor=0.0):
     """One pass of per-sample STiDi-BP over ``X[order]``; serial and deterministic.
 
     ``Wf`` holds the forward weights: the same array as ``W`` for real-valued
@@ -896,7 +943,8 @@ def train_epoch_sgd(X, y, order, W, Wf, desc, w_off, a_off, thetas, lrs, alpha, 
         _record(t_all, slope_all, vpk_all, a_off, y[n], t_max, stats, fire_counts)
         if not _backward_sample(y[n], Wb, desc, w_off, a_off, thetas, tau1, tau2, t_max, gamma,
                                 target_mode, dtdv, hidden_mode, normalise, beta, slope_floor,
-                                t_all, slope_all, tpk_all, win_all, err_all, g_all, tstar_all):
+                                t_all, slope_all, tpk_all, win_all, err_all, g_all, tstar_all,
+                                vpk_all, silent_mode, silent_pull, norm_floor):
             continue
         for l in range(L - 1, -1, -1):
             if desc[l, D_KIND] == KIND_POOL:
@@ -922,7 +970,7 @@ def train_epoch_sgd(X, y, order, W, Wf, desc, w_off, a_off, thetas, lrs, alpha, 
 def _batch_gradient(X, y, idx, W, Wf, desc, w_off, a_off, thetas, alpha, sign_backward,
                     want_alpha, tau1, tau2, t_max, gamma, target_mode, dtdv, hidden_mode,
                     normalise, beta, slope_floor, conv_mean, max_rf, max_out, n_chunks, grads,
-                    galpha, stats, fire_counts):
+                    galpha, stats, fire_counts, silent_mode, silent_pull, norm_floor):
     """Summed per-sample update directions over ``X[idx]`` in ``n_chunks`` fixed shares."""
     L = desc.shape[0]
     a_total = a_off[L + 1]
@@ -965,7 +1013,7 @@ def _batch_gradient(X, y, idx, W, Wf, desc, w_off, a_off, thetas, alpha, sign_ba
             if not _backward_sample(y[n], Wb, desc, w_off, a_off, thetas, tau1, tau2, t_max,
                                     gamma, target_mode, dtdv, hidden_mode, normalise, beta,
                                     slope_floor, t_all, slope_all, tpk_all, win_all, err_all,
-                                    g_all, tstar_all):
+                                    g_all, tstar_all, vpk_all, silent_mode, silent_pull, norm_floor):
                 continue
             for l in range(L):
                 if desc[l, D_KIND] == KIND_POOL:
@@ -985,7 +1033,8 @@ def _batch_gradient(X, y, idx, W, Wf, desc, w_off, a_off, thetas, alpha, sign_ba
 def train_epoch_batch(X, y, order, W, Wf, desc, w_off, a_off, thetas, lrs, alpha, alpha_lr,
                       sign_backward, tau1, tau2, t_max, gamma, target_mode, dtdv, hidden_mode,
                       normalise, beta, slope_floor, conv_mean, weight_decay, max_rf, max_out,
-                      stats, fire_counts, batch_size, n_chunks, optimizer, m1, m2, step):
+                      stats, fire_counts, batch_size, n_chunks, optimizer, m1, m2, step,
+                      silent_mode=0, silent_pull=False, norm_floor=0.0):
     """Mini-batch STiDi-BP: per-sample directions averaged over a batch, samples of a batch
     spread over ``n_chunks`` threads; SGD or Adam via :func:`stidi.network._optimizer_step`.
     Returns the updated optimizer step counter."""
@@ -997,7 +1046,7 @@ def train_epoch_batch(X, y, order, W, Wf, desc, w_off, a_off, thetas, lrs, alpha
         _batch_gradient(X, y, idx, W, Wf, desc, w_off, a_off, thetas, alpha, sign_backward,
                         alpha_lr > 0, tau1, tau2, t_max, gamma, target_mode, dtdv, hidden_mode,
                         normalise, beta, slope_floor, conv_mean, max_rf, max_out, n_chunks, grads,
-                        galpha, stats, fire_counts)
+                        galpha, stats, fire_counts, silent_mode, silent_pull, norm_floor)
         step += 1
         # the kernels accumulate +e g eps; the optimizer applies W -= lr * mean
         _net._optimizer_step(W, grads, w_off, lrs, float(idx.shape[0]), optimizer, weight_decay,
@@ -1017,31 +1066,35 @@ def train_epoch_batch(X, y, order, W, Wf, desc, w_off, a_off, thetas, lrs, alpha
 def train_step_conv_reference(x, label, arch: Architecture, weights, thetas, tau1, tau2, t_max,
                               gamma, lrs, *, target="relative", dtdv="linear",
                               hidden_error="s4nn", normalise=True, beta=1.0, slope_floor=1e-3,
-                              conv_reduce="sum"):
+                              conv_reduce="sum", silent_target="correct", silent_hidden="none",
+                              norm_floor=0.0):
     """One per-sample STiDi-BP step of a conv network, written with NumPy arrays.
 
     ``weights[l]`` is ``(F, C, k, k)`` for conv, ``(n_out, n_in)`` for FC, ``None``
     for pooling.  Returns the updated list.  Real-valued weights only.
     """
+    pull = silent_hidden == "pull" and hidden_error == "s4nn"
     L = len(arch.layers)
     x = np.asarray(x, dtype=np.float64).reshape(arch.input_shape)
-    ts, slopes, tstars, wins = [x], [None], [None], [None]
+    ts, slopes, tstars, wins, vpks = [x], [None], [None], [None], [np.zeros_like(x)]
     for l, lay in enumerate(arch.layers):
         tin = ts[-1]
         if lay["kind"] == "conv":
-            t, s, _, tp = conv_forward_reference(tin, weights[l], thetas[l], tau1, tau2, t_max,
-                                                 lay["pad"])
+            t, s, vp, tp = conv_forward_reference(tin, weights[l], thetas[l], tau1, tau2, t_max,
+                                                  lay["pad"])
             wins.append(None)
         elif lay["kind"] == "pool":
             t, w = first_spike_pool_reference(tin, lay["k"])
             s, tp = np.zeros_like(t), np.full_like(t, t_max)
+            vp = vpks[-1].ravel()[w]
             wins.append(w)
         else:
-            t, s, _, tp = layer_forward_reference(tin.ravel(), weights[l], thetas[l], tau1, tau2,
-                                                  t_max)
+            t, s, vp, tp = layer_forward_reference(tin.ravel(), weights[l], thetas[l], tau1, tau2,
+                                                   t_max)
             wins.append(None)
         ts.append(t)
         slopes.append(s)
+        vpks.append(vp)
         tstars.append(np.where(t < t_max, t, tp))
 
     def gain(l):  # layer index l into arch.layers; activations at l + 1
@@ -1052,35 +1105,55 @@ def train_step_conv_reference(x, label, arch: Architecture, weights, thetas, tau
             return np.where(t < t_max, 1.0 / np.maximum(slopes[l + 1], slope_floor), t / thetas[l])
         return t / thetas[l]
 
-    def norm(e):
+    def norm(e, g):
         n = np.linalg.norm(e)
-        return e / n if (normalise and n > 0) else e
+        return e * (g / n) if (normalise and n > 0) else e
 
     from .reference import output_targets_reference
     errs = [None] * (L + 1)
-    e = (output_targets_reference(ts[-1], label, gamma, t_max, target) - ts[-1]) / t_max
+    T = output_targets_reference(ts[-1], label, gamma, t_max, target)
+    if silent_target == "all" and target == "relative" and np.all(ts[-1] >= t_max):
+        T[:] = t_max - gamma
+    e = (T - ts[-1]) / t_max
     if not np.any(e):
         return [None if w is None else w.copy() for w in weights]
-    errs[L] = norm(e)
+    n_out = np.linalg.norm(e)
+    err_gain = n_out / max(n_out, norm_floor)
+    errs[L] = norm(e, err_gain)
     for l in range(L - 1, 0, -1):
         lay = arch.layers[l]
         t_below, t_here, e_here = ts[l], ts[l + 1], errs[l + 1]
+        # silent units that may be pulled earlier
+        can_pull = pull & (t_below >= t_max) & (vpks[l].reshape(t_below.shape) > 0)
         if lay["kind"] == "pool":
             eb = np.zeros(t_below.size)
-            eb[wins[l + 1].ravel()] = e_here.ravel()
+            win = wins[l + 1].ravel().copy()
+            if pull:
+                k = lay["k"]
+                Cb, _, _ = t_below.shape
+                _, Ho, Wo = t_here.shape
+                vb = vpks[l].reshape(t_below.shape)
+                for q in np.flatnonzero((t_here.ravel() >= t_max) & (e_here.ravel() != 0)):
+                    c, Y, X = np.unravel_index(q, t_here.shape)
+                    block = vb[c, Y * k:(Y + 1) * k, X * k:(X + 1) * k]
+                    u, v = np.unravel_index(np.argmax(block), block.shape)
+                    win[q] = np.ravel_multi_index((c, Y * k + u, X * k + v), t_below.shape)
+            eb[win] = e_here.ravel()
             errs[l] = eb.reshape(t_below.shape)
             continue
         if lay["kind"] == "fc":
             tb = t_below.ravel()
             if hidden_error == "s4nn":
                 eb = (e_here[:, None] * weights[l] * (tb[None, :] < t_here[:, None])).sum(axis=0)
+                if pull:
+                    eb = np.where(can_pull.ravel(), np.minimum((e_here[:, None] * weights[l]).sum(axis=0), 0.0), eb)
             else:
                 dv = np.vectorize(lambda s: 0.0 if s < 0 else (1 / tau1 if s < tau1 else
                                   (-1 / tau2 if s < tau1 + tau2 else 0.0)))(
                     tstars[l + 1][:, None] - tb[None, :])
                 shift = ((e_here * gain(l))[:, None] * weights[l] * dv).sum(axis=0)
                 eb = (np.clip(tb + beta * shift, 0, t_max) - tb) / t_max
-            eb = np.where(tb < t_max, eb, 0.0).reshape(t_below.shape)
+            eb = np.where((tb < t_max) | can_pull.ravel(), eb, 0.0).reshape(t_below.shape)
         else:
             F, C, k, _ = weights[l].shape
             p = lay["pad"]
@@ -1097,7 +1170,8 @@ def train_step_conv_reference(x, label, arch: Architecture, weights, thetas, tau
                         if ef == 0:
                             continue
                         if hidden_error == "s4nn":
-                            acc[:, y:y + k, xx:xx + k] += ef * weights[l][f] * (tin < t_here[f, y, xx])
+                            ind = (tin < t_here[f, y, xx]) | (pull & (tin >= t_max))
+                            acc[:, y:y + k, xx:xx + k] += ef * weights[l][f] * ind
                         else:
                             s = tstars[l + 1][f, y, xx] - tin
                             d = np.where(s < 0, 0.0, np.where(s < tau1, 1 / tau1,
@@ -1105,11 +1179,11 @@ def train_step_conv_reference(x, label, arch: Architecture, weights, thetas, tau
                             acc[:, y:y + k, xx:xx + k] += ef * g[f, y, xx] * weights[l][f] * d
             acc = acc[:, p:p + H, p:p + W]
             if hidden_error == "s4nn":
-                eb = acc
+                eb = np.where(can_pull, np.minimum(acc, 0.0), acc)
             else:
                 eb = (np.clip(t_below + beta * acc, 0, t_max) - t_below) / t_max
-            eb = np.where(t_below < t_max, eb, 0.0)
-        errs[l] = norm(eb.ravel()).reshape(eb.shape)
+            eb = np.where((t_below < t_max) | can_pull, eb, 0.0)
+        errs[l] = norm(eb.ravel(), err_gain).reshape(eb.shape)
 
     new = []
     for l, lay in enumerate(arch.layers):
@@ -1165,9 +1239,10 @@ class ConvSpikingClassifier:
 
     Parameters
     ----------
-    arch : str, default "28x28-16C5-P2-32C5-P2-10"
+    arch : str, default "28x28-16C5-P2-10"
         Architecture string (see :mod:`stidi.conv`); the last layer's width must
-        equal the number of classes.
+        equal the number of classes.  The default is the network we found to
+        learn best in our validation runs (see ``results/conv-candidates.md``).
     binary : bool, default False
         Forward pass with :math:`\alpha_l\,\mathrm{sign}(w)`, learning on real :math:`w`.
     alpha_lr : float, default 0
@@ -1185,6 +1260,12 @@ class ConvSpikingClassifier:
         initial weight scale** :math:`s_l` (the step applied is ``lr_l * s_l``, so
         one value suits layers of any fan-in; our choice).  ``None``: ``lr_conv``
         for conv layers, ``lr_hidden`` for hidden FC layers, ``lr_output`` for the last.
+    lr_conv, lr_hidden, lr_output : float, default 1e-4, 1e-4, 1e-3
+        Learning rates (same units as ``lr``) of conv layers, hidden FC layers and
+        the output layer when ``lr`` is None.  ``lr_conv`` and ``lr_output`` were
+        chosen on a validation split for the default architecture; a conv layer
+        deeper in the network has fewer positions to sum over and is unstable at
+        ``lr_conv = 1e-4`` in our runs (give ``lr`` per layer, e.g. ``1e-5`` for it).
     conv_reduce : {"sum", "mean"}, default "sum"
         How a filter's update is reduced over the positions that share it.
     init_median : sequence or None
@@ -1194,20 +1275,35 @@ class ConvSpikingClassifier:
     dead_threshold : float, default 0.001
         After every epoch, conv filters (resp. hidden FC neurons) that fired
         on fewer than this fraction of (sample, position) pairs get fresh weights.
+    silent_target : {"correct", "all"}, default "correct"
+        When no output neuron fires: push only the correct one (at ``t_max - gamma``)
+        or every output neuron, as in :class:`stidi.SpikingClassifier`.
+    silent_hidden : {"none", "pull"}, default "none"
+        ``"pull"`` (our addition, S4NN-like errors only): a silent hidden unit whose
+        potential rose above 0 gets the "fire earlier" part of its error,
+        :math:`\min(0, \sum_j e_j w_{ji})`, applied at the time of its peak
+        potential, and a silent pooling window passes its error to the position
+        whose potential came closest to threshold.  It keeps maps from going quiet.
+    norm_floor : float, default 0
+        With ``normalise``, the output error is divided by ``max(|e|, norm_floor)``
+        and hidden errors get the same overall gain, so samples whose targets are
+        nearly met take small steps (as in :class:`stidi.SpikingClassifier`).
     """
 
-    def __init__(self, arch: str = "28x28-16C5-P2-32C5-P2-10", *, binary: bool = False,
+    def __init__(self, arch: str = "28x28-16C5-P2-10", *, binary: bool = False,
                  alpha_lr: float = 0.0, binary_backward: str = "real", t_max: float = 256.0,
                  tau1: float = 128.0, tau2: float = 1024.0,
                  theta: float | Sequence[float] = 1.0, gamma: float = 3.0,
                  target: str = "relative", dtdv: str = "linear", hidden_error: str = "s4nn",
                  normalise: bool = True, beta: float = 1.0, lr: Sequence[float] | None = None,
-                 lr_conv: float = 1e-5, lr_hidden: float = 1e-4, lr_output: float = 1e-3,
+                 lr_conv: float = 1e-4, lr_hidden: float = 1e-4, lr_output: float = 1e-3,
                  lr_decay: float = 0.7, conv_reduce: str = "sum", epochs: int = 5,
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
-                 dead_threshold: float = 0.001, slope_floor: float = 1e-3, n_jobs: int = 2,
+                 dead_threshold: float = 0.001, slope_floor: float = 1e-3,
+                 silent_target: str = "correct", silent_hidden: str = "none",
+                 norm_floor: float = 0.0, n_jobs: int = 2,
                  random_state: int | None = None, verbose: bool = True):
         self.arch = arch
         self.binary = binary
@@ -1238,6 +1334,9 @@ class ConvSpikingClassifier:
         self.init_samples = init_samples
         self.dead_threshold = dead_threshold
         self.slope_floor = slope_floor
+        self.silent_target = silent_target
+        self.silent_hidden = silent_hidden
+        self.norm_floor = norm_floor
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -1306,6 +1405,8 @@ class ConvSpikingClassifier:
             raise ValueError(f"gamma must be >= 0, got {self.gamma!r}")
         if int(self.epochs) < 0 or int(self.batch_size) < 1:
             raise ValueError("epochs must be >= 0 and batch_size >= 1")
+        if not self.norm_floor >= 0:
+            raise ValueError(f"norm_floor must be >= 0, got {self.norm_floor!r}")
         if self.alpha_lr < 0:
             raise ValueError(f"alpha_lr must be >= 0, got {self.alpha_lr!r}")
         L = len(arch.layers)
@@ -1319,6 +1420,8 @@ class ConvSpikingClassifier:
                     hidden=choice("hidden_error", _net.HIDDEN_MODES),
                     optimizer=choice("optimizer", _net.OPTIMIZERS),
                     conv_mean=choice("conv_reduce", CONV_REDUCE) == 1,
+                    silent_mode=choice("silent_target", SILENT_TARGET),
+                    silent_pull=choice("silent_hidden", SILENT_HIDDEN) == 1,
                     sign_backward=choice("binary_backward", BINARY_BACKWARD) == 1)
 
     # ------------------------------------------------------------- inputs
@@ -1581,12 +1684,13 @@ class ConvSpikingClassifier:
                       cfg["target"], cfg["dtdv"], cfg["hidden"], bool(self.normalise),
                       float(self.beta), float(self.slope_floor), bool(cfg["conv_mean"]),
                       float(self.weight_decay), max_rf, max_out, stats, fire)
+            silent = (int(cfg["silent_mode"]), bool(cfg["silent_pull"]), float(self.norm_floor))
             if self.batch_size == 1 and cfg["optimizer"] == 0:
-                train_epoch_sgd(*common)
+                train_epoch_sgd(*common, *silent)
             else:
                 self.step_ = train_epoch_batch(
                     *common, int(self.batch_size), max(1, min(int(self.n_jobs), int(self.batch_size))),
-                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
+                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_), *silent)
             reinit = self._reinit_dead(fire, T.shape[0], rng)
             train_seconds = time.perf_counter() - t0
             n = max(stats[4], 1)

@@ -53,3 +53,39 @@ def test_unknown_parameter_override(tmp_path):
         main(["train", "--dataset", "mnist", "--subset", "--epochs", "1", "--out", str(tmp_path / "x.json"),
               "--quiet", "--set", "no_such_option=3"])
     assert not (tmp_path / "x.json").exists()
+
+
+def test_train_conv_on_subset_writes_report_and_resumes(tmp_path):
+    out, ck = tmp_path / "c.json", tmp_path / "c.npz"
+    argv = ["train", "--dataset", "mnist", "--subset", "--model", "conv", "--arch", "28x28-4C5-P4-10",
+            "--binary", "--val-size", "100", "--train-size", "300", "--test-size", "200", "--seed", "2",
+            "--quiet", "--checkpoint", str(ck), "--set", "init_samples=50"]
+    main(argv + ["--epochs", "1", "--out", str(out)])
+    first = json.loads(out.read_text())
+    assert first["epochs"] == 1 and ck.exists()
+    main(argv + ["--epochs", "2", "--resume", "--out", str(out)])
+    rep = json.loads(out.read_text())
+    for key in ("test_accuracy", "test_accuracy_no_fallback", "val_accuracy", "best_epoch", "epochs",
+                "train_seconds", "config", "history", "command", "environment"):
+        assert key in rep, key
+    assert rep["model"] == "conv" and rep["architecture"] == "28x28-4C5-P4-10"
+    assert rep["epochs"] == 2 and rep["history"][0] == first["history"][0]
+    assert rep["config"]["binary"] is True and rep["config"]["init_samples"] == 50
+    assert rep["binary"] is True and rep["bits_per_synapse"] == 1
+    n_syn = 4 * 25 + 10 * 4 * 6 * 6
+    assert rep["weight_bytes"] == pytest.approx(n_syn / 8 + 2 * 8)
+    assert rep["synops_per_image"] > 0 and rep["cost"]["op_kind"] == "add"
+    assert 0.0 <= rep["test_accuracy_no_fallback"] <= rep["test_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--model", "conv", "--hidden", "20"], "--hidden applies to --model fc"),
+    (["--model", "fc", "--arch", "28x28-4C5-10"], "--arch and --binary apply to --model conv"),
+    (["--model", "conv", "--arch", "28x28-4Q5-10"], "unknown token"),
+    (["--model", "conv", "--set", "conv_reduce=\"median\""], "conv_reduce must be one of"),
+])
+def test_conv_argument_errors(argv, msg, tmp_path):
+    with pytest.raises(SystemExit, match=msg):
+        main(["train", "--dataset", "mnist", "--subset", "--epochs", "1", "--quiet",
+              "--out", str(tmp_path / "x.json"), *argv])
+    assert not (tmp_path / "x.json").exists()

@@ -28,7 +28,8 @@ def unpack(arch, W):
 
 
 def kernel_step(x, label, arch, weights, thetas, lrs, *, target="relative", dtdv="linear",
-                hidden="s4nn", normalise=True, beta=2.0, reduce="sum"):
+                hidden="s4nn", normalise=True, beta=2.0, reduce="sum", silent_target="correct",
+                silent_hidden="none", norm_floor=0.0):
     desc = arch.descriptor()
     a_off, w_off = conv._offsets(arch)
     W = pack(weights)
@@ -39,7 +40,8 @@ def kernel_step(x, label, arch, weights, thetas, lrs, *, target="relative", dtdv
                          np.asarray(thetas, float), np.asarray(lrs, float), np.empty(0), 0.0, False,
                          TAU1, TAU2, TMAX, 3.0, net.TARGET_MODES[target], net.DTDV_MODES[dtdv],
                          net.HIDDEN_MODES[hidden], normalise, beta, 1e-3, reduce == "mean", 0.0,
-                         max_rf, max_out, stats, fire)
+                         max_rf, max_out, stats, fire, conv.SILENT_TARGET[silent_target],
+                         silent_hidden == "pull", norm_floor)
     return unpack(arch, W)
 
 
@@ -222,6 +224,35 @@ def test_conv_train_step_matches_twin(hidden, dtdv, reduce, target):
     assert np.all(moved > 0), "every weight layer should have learned something"
 
 
+@pytest.mark.parametrize("silent_target, silent_hidden, norm_floor, scale", [
+    ("correct", "pull", 0.0, 0.45),
+    ("all", "pull", 0.5, 0.3),
+    ("all", "none", 0.2, 0.3),
+])
+def test_silent_unit_options_match_twin(silent_target, silent_hidden, norm_floor, scale):
+    arch = conv.parse_architecture("8x8x2-3C3p1-P2-4C2-5-3")
+    rng = np.random.default_rng(int(scale * 100) + int(norm_floor * 10))
+    thetas = [1.0, 1.0, 1.0, 0.8, 0.8]
+    lrs = [1e-2, 0.0, 5e-3, 3e-3, 1e-3]
+    pulled = 0
+    for trial in range(4):
+        x = random_maps(rng, arch.n_inputs)
+        ws = _active_net(rng, arch, (0.6, scale, scale, scale))
+        label = int(rng.integers(3))
+        kw = dict(silent_target=silent_target, silent_hidden=silent_hidden, norm_floor=norm_floor)
+        got = kernel_step(x, label, arch, ws, thetas, lrs, **kw)
+        want = conv.train_step_conv_reference(x, label, arch, ws, thetas, TAU1, TAU2, TMAX, 3.0, lrs,
+                                              beta=2.0, **kw)
+        for g, w in zip(got, want):
+            if g is not None:
+                np.testing.assert_allclose(g, w, rtol=0, atol=1e-9)
+        # the pull changes something only when some unit is silent
+        base = conv.train_step_conv_reference(x, label, arch, ws, thetas, TAU1, TAU2, TMAX, 3.0, lrs,
+                                              beta=2.0, norm_floor=norm_floor)
+        pulled += any(np.abs(w - b).max() > 0 for w, b in zip(want, base) if w is not None)
+    assert pulled > 0, "the options never made a difference: the test has no silent units"
+
+
 def test_late_conv_neuron_is_pulled_earlier():
     # two filters on a 3x3 image; filter 0 drives the (late) correct output, filter 1 the
     # (early) wrong one.  One update must pull filter 0 earlier and push filter 1 later.
@@ -317,6 +348,10 @@ def test_facade_rejects_bad_inputs(subset):
         conv.ConvSpikingClassifier("28x28-4Q5-10", epochs=0, verbose=False).fit(X[:50], y[:50])
     with pytest.raises(ValueError, match="lr needs"):
         conv.ConvSpikingClassifier(SMALL, lr=[1e-3], epochs=0, verbose=False).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="silent_hidden must be one of"):
+        conv.ConvSpikingClassifier(SMALL, silent_hidden="push", epochs=0, verbose=False).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="norm_floor"):
+        conv.ConvSpikingClassifier(SMALL, norm_floor=-1.0, epochs=0, verbose=False).fit(X[:50], y[:50])
     with pytest.raises(RuntimeError, match="not fitted"):
         conv.ConvSpikingClassifier(SMALL).predict(X[:5])
 
@@ -351,13 +386,19 @@ def test_save_load_round_trip_and_resume(subset, tmp_path):
         conv.ConvSpikingClassifier.load(tmp_path / "other.npz")
 
 
-def test_learns_on_the_shipped_subset(subset):
-    # one online epoch over the 3,000 shipped images: ~0.63 on the 1,000 test images
-    # (0.11 before training, 0.49 when only the readout learns)
+# measured: 0.781 (real) and 0.779 (binary) with random_state=0
+PINNED = {False: 0.70, True: 0.70}
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_learns_on_the_shipped_subset(subset, binary):
+    # one online epoch of the command line's default network over the 3,000 shipped
+    # images, scored on the 1,000 shipped test images (about 0.1 before training)
+    from stidi.cli import CONV_DEFAULT_ARCH
     X, y, Xt, yt = subset
-    clf = conv.ConvSpikingClassifier("28x28-16C5-P2-32C5-P2-10", epochs=1, random_state=0,
+    clf = conv.ConvSpikingClassifier(CONV_DEFAULT_ARCH, binary=binary, epochs=1, random_state=0,
                                      verbose=False).fit(X, y)
     ev = clf.evaluate(Xt, yt)
-    assert ev["accuracy"] >= 0.5, ev
-    assert ev["output_silent_fraction"] < 0.1
-    assert clf.history_[0]["train_accuracy_running"] > 0.35
+    assert ev["accuracy"] >= PINNED[binary], ev
+    assert ev["output_silent_fraction"] < 0.3, ev
+    assert clf.history_[0]["train_accuracy_running"] > 0.5
