@@ -77,27 +77,27 @@ class Run:
 
 _P2 = ("Mirsadeghi et al. (2023)", "mirsadeghi2023spike")
 _S4NN = ("Kheradpisheh & Masquelier (2020)", "kheradpisheh2020temporal")
-_BS4NN = ("Kheradpisheh, Mirsadeghi & Masquelier (2022)", "kheradpisheh2022bs4nn")
+_BS4NN = ("Kheradpisheh et al. (2022)", "kheradpisheh2022bs4nn")
 
 #: Published binary-weight drops of the convolutional networks, in points (abstract of [P2]).
 PUBLISHED_BINARY_DROP = {"MNIST": 0.6, "Fashion-MNIST": 0.8}
 
 RUNS: tuple[Run, ...] = (
     Run("fc-mnist", "fully connected, real weights", "MNIST",
-        Published("S4NN, 784-400-10", 97.4, *_S4NN,
-                  note="same family of single-spike networks, step-shaped PSPs")),
+        Published("S4NN", 97.4, *_S4NN,
+                  note="784-400-10; same family of single-spike networks, step-shaped PSPs")),
     Run("fc-fashion-mnist", "fully connected, real weights", "Fashion-MNIST",
-        Published("BS4NN, 784-600-10, binary weights", 87.3, *_BS4NN,
-                  note="binary weights: a real-weight network should do at least as well")),
+        Published("BS4NN, binary", 87.3, *_BS4NN,
+                  note="784-600-10, binary weights: a real-weight network should do at least as well")),
     Run("conv-mnist", "convolutional, real weights", "MNIST",
-        Published("STiDi-BP R-CSNN", 99.2, *_P2)),
+        Published("R-CSNN", 99.2, *_P2)),
     Run("conv-fashion-mnist", "convolutional, real weights", "Fashion-MNIST",
-        Published("STiDi-BP R-CSNN", 92.8, *_P2)),
+        Published("R-CSNN", 92.8, *_P2)),
     Run("conv-binary-mnist", "convolutional, binary weights", "MNIST",
-        Published("STiDi-BP B-CSNN", round(99.2 - PUBLISHED_BINARY_DROP["MNIST"], 1), *_P2,
+        Published("B-CSNN", round(99.2 - PUBLISHED_BINARY_DROP["MNIST"], 1), *_P2,
                   note="99.2 minus the stated drop of about 0.6 points", derived=True)),
     Run("conv-binary-fashion-mnist", "convolutional, binary weights", "Fashion-MNIST",
-        Published("STiDi-BP B-CSNN", round(92.8 - PUBLISHED_BINARY_DROP["Fashion-MNIST"], 1), *_P2,
+        Published("B-CSNN", round(92.8 - PUBLISHED_BINARY_DROP["Fashion-MNIST"], 1), *_P2,
                   note="92.8 minus the stated drop of about 0.8 points", derived=True)),
 )
 
