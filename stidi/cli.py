@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from --checkpoint if present")
     tr.add_argument("--save-model", default=None, help="save the selected model (.npz)")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                    help="any SpikingClassifier parameter, value in JSON (e.g. --set lr_decay=0.8)")
+                    help="any SpikingClassifier parameter (ConvSpikingClassifier with --model conv), "
+                         "value in JSON (e.g. --set lr_decay=0.8)")
     tr.add_argument("--quiet", action="store_true")
     return parser
 
