@@ -46,8 +46,11 @@ Learning (per sample; see :mod:`stidi.network` for the FC rule)
       w_{f,c,u,v}\, \varepsilon'(t^*_{f,y,x} - t_{c,Y,X})\Big),
 
   with :math:`(y, x) = (Y - u + p, X - v + p)` over valid output positions.
-  Silent units get no error; each layer's error vector is L2-normalised
-  (``normalise=True``).  All errors use the weights before the sample's update.
+  Silent units get no error (unless ``silent_hidden="pull"``, our option: then
+  a silent unit whose potential rose above 0 gets :math:`\min(0, \sum e\,w)`,
+  applied at its peak time); each layer's error vector is L2-normalised
+  (``normalise=True``, optionally with ``norm_floor``).  All errors use the
+  weights before the sample's update.
 * Convolutional update, **summed over the positions sharing a filter**
   (``conv_reduce="sum"``, our default; ``"mean"`` divides by ``H_out*W_out``):
 
