@@ -28,7 +28,8 @@ initial weights.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -38,14 +39,9 @@ from stidi.cli import CONV_DEFAULT_ARCH
 from stidi import network as net
 from stidi.neuron import encode
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_of  # noqa: E402
 
-def timeit(fn, repeat=3):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv=None):
@@ -79,9 +75,9 @@ def main(argv=None):
     args_c = (clf.thetas_[l0], float(clf.tau1), float(clf.tau2), float(clf.t_max))
     numba.set_num_threads(1)
     conv.conv_forward(maps[:2], filt, *args_c, padding=pad)
-    t_exact = timeit(lambda: conv.conv_forward(maps, filt, *args_c, padding=pad)) / n
+    t_exact = best_of(lambda: conv.conv_forward(maps, filt, *args_c, padding=pad), 3) / n
     g = min(args.grid_n, n)
-    t_grid = timeit(lambda: conv.conv_clock_driven(maps[:g], filt, *args_c, padding=pad), 1) / g
+    t_grid = best_of(lambda: conv.conv_clock_driven(maps[:g], filt, *args_c, padding=pad), 1) / g
     exact = conv.conv_forward(maps[:g], filt, *args_c, padding=pad)[0]
     grid = conv.conv_clock_driven(maps[:g], filt, *args_c, padding=pad)
     both = (exact < clf.t_max) & (grid < clf.t_max)
@@ -102,7 +98,7 @@ def main(argv=None):
     for nt in sorted({1, threads}):
         numba.set_num_threads(nt)
         fwd()
-        print(f"network forward, {nt} thread(s): {timeit(fwd) / n * 1e3:8.3f} ms/image")
+        print(f"network forward, {nt} thread(s): {best_of(fwd, 3) / n * 1e3:8.3f} ms/image")
 
     # --- training steps (weights are restored after each timing)
     lrs = cfg["lrs"] * clf.scales_
@@ -128,7 +124,7 @@ def main(argv=None):
         conv.train_epoch_sgd(*common(*fresh()), *silent)
 
     numba.set_num_threads(1)
-    t_sgd = timeit(sgd, 2) / n
+    t_sgd = best_of(sgd, 2) / n
     print(f"training step, per-sample SGD, 1 thread:     {t_sgd * 1e3:8.3f} ms/image  -> "
           f"{t_sgd * 60000 / 60:5.1f} min per 60k-image epoch")
     numba.set_num_threads(threads)
@@ -139,7 +135,7 @@ def main(argv=None):
                                net.OPTIMIZERS["sgd"], np.zeros_like(Wc), np.zeros_like(Wc), 0, *silent)
 
     batch()
-    t_b = timeit(batch, 2) / n
+    t_b = best_of(batch, 2) / n
     print(f"training step, mini-batch {args.batch_size}, {threads} threads:  {t_b * 1e3:8.3f} ms/image  -> "
           f"{t_b * 60000 / 60:5.1f} min per 60k-image epoch")
     print(f"summary: {args.arch}{' binary' if args.binary else ''}: one 60k-image MNIST epoch "
