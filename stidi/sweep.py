@@ -24,7 +24,8 @@ and/or a list of explicit ``runs``, and the ``seeds``::
     set = { optimizer = "adam", batch_size = 32 }
 
 Every key maps to the train flag of the same name (``_`` becomes ``-``), so
-options added to ``train`` later need no change here.  The configurations
+options added to ``train`` later need no change here; an override set to
+``null`` (YAML) drops the option.  The configurations
 are the grid's product followed by the explicit runs (the base alone when
 neither is given); every configuration is trained once per seed.
 
@@ -70,7 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "SpecError", "SweepError", "Spec", "Run", "THREAD_ENV", "SCHEDULER_ENV",
+    "SpecError", "SweepError", "Spec", "Run", "SweepOutcome", "THREAD_ENV", "SCHEDULER_ENV",
     "load_spec", "expand", "options_argv", "run_task", "run_sweep",
     "load_reports", "summarize", "format_summary", "add_parser", "build_parser", "main",
 ]
@@ -243,11 +244,10 @@ def _options(table, where: str, path: Path, *, grid: bool = False) -> dict:
             for name, v in value.items():
                 if not isinstance(name, str) or not name.isidentifier():
                     raise SpecError(f"{path}: {here}: invalid parameter name {name!r}")
-                pname = name
                 if grid:
-                    params[pname] = _grid_values(v, f"{here}.{name}", path, param=True)
+                    params[name] = _grid_values(v, f"{here}.{name}", path, param=True)
                 else:
-                    params[pname] = _check_param(v, f"{here}.{name}", path)
+                    params[name] = _check_param(v, f"{here}.{name}", path)
             out["set"] = params
         elif grid:
             out[key] = _grid_values(value, here, path)
@@ -815,10 +815,13 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
 
 
 def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """Plain JSON value of a frame cell: NaN and missing -> None, numpy scalars -> Python."""
+    import pandas as pd
+
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if value is None or value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
+        return None
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
         return _jsonable(value.item())
     return value

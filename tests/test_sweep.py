@@ -187,6 +187,35 @@ def test_command_line_hooks(tmp_path):
     assert res.returncode == 0 and "--scheduler" in res.stdout
 
 
+def test_example_spec_is_valid():
+    spec = load_spec(Path(__file__).resolve().parents[1] / "results" / "sweeps" / "example.toml")
+    runs = expand(spec)
+    assert len(runs) == 4 * 3 and all("--subset" in r.argv for r in runs)
+
+
+def test_run_task_is_single_threaded_resumes_and_keeps_the_stderr_tail(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(cmd, env, **kwargs):
+        seen.update(cmd=cmd, env=env)
+        return subprocess.CompletedProcess(cmd, 3, "", "\n".join(f"line {i}" for i in range(100)))
+
+    monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "8")
+    ckpt = tmp_path / "checkpoints" / "r.npz"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"")
+    task = {"name": "r", "argv": ["--dataset", "mnist", "--seed", "0"], "report": str(tmp_path / "r.json"),
+            "checkpoint": str(ckpt), "log": str(tmp_path / "r.log")}
+    res = sweep.run_task(task)
+    assert res["status"] == "failed" and res["returncode"] == 3 and res["resumed"]
+    assert all(seen["env"][k] == "1" for k in sweep.THREAD_ENV)
+    assert seen["cmd"][1:4] == ["-m", "stidi", "train"] and seen["cmd"][-1] == "--resume"
+    log = (tmp_path / "r.log").read_text().splitlines()
+    assert "exit code 3" in log[1] and log[2:] == [f"line {i}" for i in range(40, 100)]
+    assert ckpt.exists()  # kept for the next attempt
+
+
 # ----------------------------------------------------------------------------- summaries
 def fake_report(folder, name, *, seed, val, test, best_epoch=2, extra=""):
     command = (f"python -m stidi train --dataset mnist --hidden 16 {extra}--seed {seed} "
