@@ -732,7 +732,7 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
     ------
     SpecError, SweepError
     """
-    stream = sys.stdout if stream is None else stream
+    say = _Printer(sys.stdout if stream is None else stream)
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     runs = expand(spec)
@@ -744,18 +744,20 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
         ckpt = out_dir / "checkpoints" / f"{run.name}.npz"
         if _is_done(run, report):
             status[run.name] = "skipped"
+            if not keep_checkpoints and not dry_run:
+                ckpt.unlink(missing_ok=True)  # left by a sweep stopped just after the run finished
             continue
         status[run.name] = "resume" if ckpt.exists() else "new"
         tasks.append({"name": run.name, "argv": list(run.argv), "report": str(report),
                       "checkpoint": str(ckpt), "log": str(out_dir / f"{run.name}.log"),
                       "keep_checkpoint": keep_checkpoints})
     n_configs = len({r.config_id for r in runs})
-    print(f"{spec.path}: {n_configs} configuration(s) x {len(spec.seeds)} seed(s) = {len(runs)} runs; "
-          f"{len(runs) - len(tasks)} already done; reports in {out_dir}", file=stream)
+    say(f"{spec.path}: {n_configs} configuration(s) x {len(spec.seeds)} seed(s) = {len(runs)} runs; "
+        f"{len(runs) - len(tasks)} already done; reports in {out_dir}")
     if dry_run:
         for run in runs:
             cmd = "python -m stidi train " + shlex.join(run.argv)
-            print(f"  {status[run.name]:8s} {run.name}\n           {cmd}", file=stream)
+            say(f"  {status[run.name]:8s} {run.name}\n           {cmd}")
         return SweepOutcome(runs, status, None, out_dir)
 
     try:
@@ -771,7 +773,7 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
             jobs = jobs or _default_jobs()
             where = f"{min(jobs, len(tasks))} local process(es)"
             results = _local_results(tasks, jobs)
-        print(f"running {len(tasks)} run(s) on {where}", file=stream, flush=True)
+        say(f"running {len(tasks)} run(s) on {where}")
         for i, res in enumerate(results, 1):
             status[res["name"]] = res["status"]
             line = f"[{i}/{len(tasks)}] {res['status']:6s} {res['name']}"
@@ -782,7 +784,7 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
                     f"  {res['seconds']:.0f} s" + ("  (resumed)" if res["resumed"] else "")
             else:
                 line += f"  -> {res['log']}"
-            print(line, file=stream, flush=True)
+            say(line)
 
     try:
         (out_dir / "checkpoints").rmdir()  # only when empty: no interrupted runs left
@@ -797,7 +799,6 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
     if failed:
         tail = f"\n{len(failed)} run(s) failed (logs in {out_dir}):\n" + \
             "".join(f"- {name} ({name}.log)\n" for name in failed)
-    print("\n" + table + tail, file=stream, end="")
     header = (f"# Sweep {spec.path.name}\n\n{spec.description.strip()}\n\n" if spec.description.strip()
               else f"# Sweep {spec.path.name}\n\n")
     _atomic_write_text(out_dir / "summary.md", header + table + tail)
@@ -811,7 +812,26 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
         "failed": failed,
     }
     _atomic_write_text(out_dir / "summary.json", json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    say("\n" + table + tail, end="")
     return outcome
+
+
+class _Printer:
+    """Print progress; if the reader goes away (``| head``), stop printing but keep running."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.open = True
+
+    def __call__(self, text: str, end: str = "\n") -> None:
+        if not self.open:
+            return
+        try:
+            print(text, file=self.stream, end=end, flush=True)
+        except BrokenPipeError:
+            self.open = False
+            if self.stream is sys.stdout:  # silence the flush at interpreter exit too
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _jsonable(value):

@@ -135,13 +135,15 @@ def test_repeated_configuration_runs_once(tmp_path):
 @pytest.mark.parametrize("text, name, message", [
     ("grids = 1\n" + TINY_BASE, "spec.toml", "unknown top-level key 'grids'"),
     (TINY_BASE + "seed = 3\n", "spec.toml", "base.seed: not allowed in a sweep (give the seeds"),
-    (TINY_BASE + "hiden = 16\n", "spec.toml", "unknown option 'hiden' (python -m stidi train has no --hiden)"),
+    (TINY_BASE + "hiden = 16\n", "spec.toml",
+     "unknown option 'hiden' (python -m stidi train has no --hiden)"),
     (TINY_BASE + "[grid]\nepochs = 2\n", "spec.toml", "grid.epochs: a grid entry must be a non-empty list"),
     ("seeds = [\"a\"]\n" + TINY_BASE, "spec.toml", "seeds must be a non-empty list of integers"),
     ("seeds = [1, 1]\n" + TINY_BASE, "spec.toml", "seeds lists a seed twice"),
     (TINY_BASE + "epochs = \n", "spec.toml", "invalid TOML"),
     (TINY_BASE.replace('"mnist"', '"cifar10"'), "spec.toml", "argument --dataset: invalid choice"),
-    (TINY_BASE + "[grid]\nepochs = [1, \"ten\"]\n", "spec.toml", "configuration 'epochs-ten': argument --epochs"),
+    (TINY_BASE + "[grid]\nepochs = [1, \"ten\"]\n", "spec.toml",
+     "configuration 'epochs-ten': argument --epochs"),
     (TINY_BASE + "[[runs]]\nout = \"x.json\"\n", "spec.toml", "runs[0].out: not allowed"),
     (TINY_BASE + "[base.set]\n\"lr-decay\" = 0.8\n", "spec.toml", "invalid parameter name 'lr-decay'"),
     (TINY_BASE + "val-size = 100\n", "spec.toml", "given twice"),
@@ -154,6 +156,11 @@ def test_bad_specs_give_one_clear_error(tmp_path, capsys, text, name, message):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}") and message in err, err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_load_spec_raises_spec_error(tmp_path):
+    with pytest.raises(SpecError, match=r"spec\.toml: seeds must be a non-empty list"):
+        load_spec(write(tmp_path, "seeds = 3\n" + TINY_BASE))
 
 
 def test_missing_spec_file(tmp_path, capsys):
