@@ -33,7 +33,8 @@ Each (configuration, seed) pair is one *run*: one single-threaded
 ``python -m stidi train`` process writing ``<out-dir>/<run>.json`` (the
 report of ``train``, unchanged) and a checkpoint after every epoch.  Run
 names are readable and stable: the overrides, the seed and a short hash of
-the full configuration, e.g. ``hidden-800_gamma-30.0_seed1_3f2a9c1e``.  A run
+the full configuration, e.g. ``lr_decay-0.5_gamma-10.0_seed2_c9960673`` in
+``results/sweeps/example.toml``.  A run
 whose report exists with the same command is skipped, an interrupted run
 resumes from its checkpoint, and a failed run leaves the tail of its
 standard error in ``<run>.log`` without stopping the others.
