@@ -93,6 +93,7 @@ _RESERVED = {
     "resume": "the sweep resumes runs whose checkpoint exists",
     "quiet": "the sweep always runs train quietly",
     "save_model": "parallel runs would overwrite one model file",
+    "help": "not a training option",
 }
 _SWEEP_FLAGS = ("--out", "--checkpoint", "--resume", "--quiet", "--seed")
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
