@@ -33,7 +33,7 @@ import numpy as np
 __all__ = [
     "DATASETS", "DatasetInfo", "DatasetError", "DataNotFoundError",
     "read_idx", "write_idx", "load", "load_subset", "subset_filename", "class_names",
-    "train_val_split",
+    "train_val_split", "shift_images",
 ]
 
 
@@ -470,3 +470,24 @@ def train_val_split(labels, val_size, random_state=None) -> tuple[np.ndarray, np
     val_idx = np.sort(np.concatenate(val)).astype(np.int64)
     train_idx = np.setdiff1d(np.arange(n, dtype=np.int64), val_idx)
     return train_idx, val_idx
+
+
+def shift_images(T: np.ndarray, shape: tuple, dx: np.ndarray, dy: np.ndarray, fill: float) -> np.ndarray:
+    """Shift every row of ``T`` (flattened images of ``shape = (h, w)``) by ``(dy[n], dx[n])`` pixels.
+
+    Vacated pixels get ``fill`` (for spike times: ``t_max``, no spike).  This is the
+    data augmentation of :class:`stidi.SpikingClassifier` (``augment``).
+    """
+    h, w = shape
+    n = T.shape[0]
+    src = T.reshape(n, h, w)
+    out = np.full_like(src, fill)
+    for sy in np.unique(dy):
+        for sx in np.unique(dx):
+            idx = np.flatnonzero((dy == sy) & (dx == sx))
+            if idx.size == 0:
+                continue
+            ys, yd = (slice(0, h - sy), slice(sy, h)) if sy >= 0 else (slice(-sy, h), slice(0, h + sy))
+            xs, xd = (slice(0, w - sx), slice(sx, w)) if sx >= 0 else (slice(-sx, w), slice(0, w + sx))
+            out[idx, yd, xd] = src[idx, ys, xs]
+    return out.reshape(n, h * w)
