@@ -26,85 +26,25 @@ class _Choice(IntEnum):
         raise ValueError(f"{option} must be one of {cls.names()}, got {value!r}")
 
 
-class LayerKind(_Choice):
-    CONV = 0
-    POOL = 1
-    DENSE = 2
+def _choice(name: str, members: str) -> type:
+    return _Choice(name, members, start=0, module=__name__)
 
 
-class Target(_Choice):
-    RELATIVE = 0
-    MINMAX = 1
-
-
-class DtDv(_Choice):
-    LINEAR = 0
-    CONSTANT = 1
-    SLOPE = 2
-
-
-class HiddenError(_Choice):
-    S4NN = 0
-    DISPLACEMENT = 1
-
-
-class Optimizer(_Choice):
-    SGD = 0
-    ADAM = 1
-
-
-class Schedule(_Choice):
-    EXPONENTIAL = 0
-    COSINE = 1
-
-
-class SilentTarget(_Choice):
-    CORRECT = 0
-    ALL = 1
-
-
-class SilentHidden(_Choice):
-    NONE = 0
-    PULL = 1
-
-
-class ConvReduce(_Choice):
-    SUM = 0
-    MEAN = 1
-
-
-class BinaryBackward(_Choice):
-    REAL = 0
-    SIGN = 1
-
-
-class Stat(IntEnum):
-    """Columns of the statistics vector the epoch kernels fill."""
-
-    CORRECT = 0
-    CORRECT_STRICT = 1
-    OUT_SILENT = 2
-    TIES = 3
-    N = 4
-
-
+LayerKind = _choice("LayerKind", "CONV POOL DENSE")
+Target = _choice("Target", "RELATIVE MINMAX")
+DtDv = _choice("DtDv", "LINEAR CONSTANT SLOPE")
+HiddenError = _choice("HiddenError", "S4NN DISPLACEMENT")
+Optimizer = _choice("Optimizer", "SGD ADAM")
+Schedule = _choice("Schedule", "EXPONENTIAL COSINE")
+SilentTarget = _choice("SilentTarget", "CORRECT ALL")
+SilentHidden = _choice("SilentHidden", "NONE PULL")
+ConvReduce = _choice("ConvReduce", "SUM MEAN")
+BinaryBackward = _choice("BinaryBackward", "REAL SIGN")
+Stat = IntEnum("Stat", "CORRECT CORRECT_STRICT OUT_SILENT TIES N", start=0, module=__name__)
+Stat.__doc__ = "Columns of the statistics vector the epoch kernels fill."
+Col = IntEnum("Col", "KIND C H W F HO WO K PAD", start=0, module=__name__)
+Col.__doc__ = "Columns of the ``(L, 9)`` layer descriptor table read by the kernels."
 N_STATS = len(Stat)
-
-
-class Col(IntEnum):
-    """Columns of the ``(L, 9)`` layer descriptor table read by the kernels."""
-
-    KIND = 0
-    C = 1
-    H = 2
-    W = 3
-    F = 4
-    HO = 5
-    WO = 6
-    K = 7
-    PAD = 8
-
-
 N_COLS = len(Col)
 
 BISECT_STEPS = 22        # log-scale bisection of the initial weight scale: 8 / 2**22 decades

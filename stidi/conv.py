@@ -67,6 +67,12 @@ def _gather(t_in, C, H, W, k, pad, y, x, t_max, rf):
 
 
 @njit
+def _span(y, pad, k, n):
+    """Kernel offsets ``u`` with ``0 <= y + u - pad < n`` (those inside the unpadded map), as a range."""
+    return max(0, pad - y), min(k, n + pad - y)
+
+
+@njit
 def _conv_forward(t_in, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out, sc, track_peak):
     """Exact conv layer on one flat ``(C, H, W)`` map; outputs are flat ``(F, Ho, Wo)``.
 
@@ -116,6 +122,8 @@ def _conv_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, d, neuron, rule,
     for y in range(Ho):
         for x in range(Wo):
             p = y * Wo + x
+            u0, u1 = _span(y, pad, k, H)
+            v0, v1 = _span(x, pad, k, W)
             nz = False
             for f in range(F):
                 if err_out[f * HoWo + p] != 0.0:
@@ -124,15 +132,9 @@ def _conv_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, d, neuron, rule,
             if not nz:
                 continue
             for c in range(C):
-                for u in range(k):
-                    Y = y + u - pad
-                    if Y < 0 or Y >= H:
-                        continue
-                    for v in range(k):
-                        X = x + v - pad
-                        if X < 0 or X >= W:
-                            continue
-                        i = c * HW + Y * W + X
+                for u in range(u0, u1):
+                    for v in range(v0, v1):
+                        i = c * HW + (y + u - pad) * W + x + v - pad
                         ti = t_in[i]
                         if ti >= t_max and not (pull and vpk_in[i] > 0.0):
                             continue
@@ -193,16 +195,12 @@ def _conv_update(WT, Wsign, d, t_in, err_out, g_out, ts_out, scale, neuron, coef
                 any_err |= coef[f] != 0.0
             if not any_err:
                 continue
+            u0, u1 = _span(y, pad, k, H)
+            v0, v1 = _span(x, pad, k, W)
             for c in range(C):
-                for u in range(k):
-                    Y = y + u - pad
-                    if Y < 0 or Y >= H:
-                        continue
-                    for v in range(k):
-                        X = x + v - pad
-                        if X < 0 or X >= W:
-                            continue
-                        ti = t_in[c * HW + Y * W + X]
+                for u in range(u0, u1):
+                    for v in range(v0, v1):
+                        ti = t_in[c * HW + (y + u - pad) * W + x + v - pad]
                         if ti >= t_max:
                             continue
                         r = c * kk + u * k + v

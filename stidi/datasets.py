@@ -65,33 +65,26 @@ _FILES = MappingProxyType({
 })
 SPLITS = ("train", "test")
 
+
+
+def _idx_dataset(name, md5s, urls, classes, license) -> DatasetInfo:
+    """A dataset in the four standard IDX files; ``md5s`` in the order of ``_FILES``."""
+    return DatasetInfo(name=name, files=_FILES, md5=MappingProxyType(dict(zip(_FILES.values(), md5s))),
+                       urls=urls, classes=tuple(classes), license=license)
+
+
 DATASETS = MappingProxyType({
-    "mnist": DatasetInfo(
-        name="mnist", files=_FILES,
-        md5=MappingProxyType({
-            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-        }),
-        urls=("https://ossci-datasets.s3.amazonaws.com/mnist/",
-              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-        classes=tuple(str(d) for d in range(10)),
-        license="CC BY-SA 3.0, Y. LeCun, C. Cortes, C. J. C. Burges",
-    ),
-    "fashion-mnist": DatasetInfo(
-        name="fashion-mnist", files=_FILES,
-        md5=MappingProxyType({
-            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
-        }),
-        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        license="MIT, Zalando Research",
-    ),
+    "mnist": _idx_dataset(
+        "mnist", ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+                  "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"),
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        (str(d) for d in range(10)), "CC BY-SA 3.0, Y. LeCun, C. Cortes, C. J. C. Burges"),
+    "fashion-mnist": _idx_dataset(
+        "fashion-mnist", ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+                          "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+         "Ankle boot"), "MIT, Zalando Research"),
 })
 
 # IDX type code -> big-endian dtype

@@ -144,19 +144,24 @@ def decide_reference(t, slope, v_peak, t_max, fallback=True):
     return int(first[np.argmax(np.asarray(slope)[first])])
 
 
-def conv_forward_reference(t_in, filters, theta, tau1, tau2, t_max, padding=0):
-    """Twin of :func:`conv_forward`: pad, cut out each receptive field, and call
-    :func:`stidi.reference.layer_forward_reference` position by position."""
+def _padded(t_in, filters, padding, t_max):
+    """Maps with a batch axis, whether the input had none, the padded maps, the filters as rows, k."""
     t_in = np.asarray(t_in, dtype=np.float64)
     single = t_in.ndim == 3
     T = t_in[None] if single else t_in
     filters = np.asarray(filters, dtype=np.float64)
-    F, C, k, _ = filters.shape
     p = int(padding)
     Tp = np.pad(T, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=t_max)
+    return T, single, Tp, filters.reshape(filters.shape[0], -1), filters.shape[2]
+
+
+def conv_forward_reference(t_in, filters, theta, tau1, tau2, t_max, padding=0):
+    """Twin of :func:`conv_forward`: pad, cut out each receptive field, and call
+    :func:`stidi.reference.layer_forward_reference` position by position."""
+    T, single, Tp, Wmat, k = _padded(t_in, filters, padding, t_max)
+    F = Wmat.shape[0]
     Ho, Wo = Tp.shape[2] - k + 1, Tp.shape[3] - k + 1
     out = np.zeros((4, T.shape[0], F, Ho, Wo))
-    Wmat = filters.reshape(F, -1)
     for b in range(T.shape[0]):
         for y in range(Ho):
             for x in range(Wo):
@@ -195,17 +200,10 @@ def conv_clock_driven(t_in, filters, theta, tau1, tau2, t_max, padding=0, dt=1.0
     time at which each potential reaches ``theta``.  Used as the speed baseline
     of the event-driven kernel; its times are within ``dt`` of the exact ones.
     """
-    t_in = np.asarray(t_in, dtype=np.float64)
-    single = t_in.ndim == 3
-    T = t_in[None] if single else t_in
-    filters = np.asarray(filters, dtype=np.float64)
-    F, C, k, _ = filters.shape
-    p = int(padding)
-    Tp = np.pad(T, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=t_max)
-    B, _, Hp, Wp = Tp.shape
+    T, single, Tp, Wmat, k = _padded(t_in, filters, padding, t_max)
+    (F, C), (B, _, Hp, Wp) = (Wmat.shape[0], T.shape[1]), Tp.shape
     Ho, Wo = Hp - k + 1, Wp - k + 1
     grid = np.arange(0.0, t_max, dt)
-    Wmat = filters.reshape(F, -1)
     out = np.full((B, F, Ho, Wo), float(t_max))
     for b in range(B):
         E = psp(grid[None, None, None, :] - Tp[b][..., None], tau1, tau2)      # (C, Hp, Wp, nt)
