@@ -372,23 +372,28 @@ class SpikingClassifier:
         if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
             raise TypeError("sparse input is not supported: pass a dense array of intensities")
         X = np.asarray(X)
-        if X.dtype == object or np.iscomplexobj(X):
-            raise ValueError(f"X must hold real intensities (uint8 or floats in [0, 1]), got dtype {X.dtype}")
+        if np.iscomplexobj(X):
+            raise ValueError("Complex data not supported: X must hold real intensities")
+        if X.dtype == object:
+            X = X.astype(np.float64)
         if X.ndim < 2:
-            raise ValueError(f"X must have shape (n_samples, ...), got shape {X.shape} "
-                             "(reshape a single sample with X[None])")
+            raise ValueError(f"X must have shape (n_samples, ...), got shape {X.shape}; Reshape your "
+                             "data with X[None] for a single sample or X.reshape(-1, 1) for one feature")
         if X.shape[0] == 0:
-            raise ValueError("X has no samples (0 samples, need at least 1)")
-        return X.reshape(X.shape[0], -1)
+            raise ValueError(f"X has 0 samples (shape={X.shape}) while a minimum of 1 is required")
+        flat = X.reshape(X.shape[0], -1)
+        if flat.shape[1] == 0:
+            raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+        return flat
 
     def _times(self, X) -> np.ndarray:
         flat = self._flat(X)
         arch = self.arch_
         if flat.shape[1] != arch.n_inputs:
-            raise ValueError(f"X has {flat.shape[1]} features per sample but the architecture "
-                             f"{arch.text!r} expects {arch.n_inputs} (input {arch.input_shape} as "
-                             "(C, H, W))")
-        shape = np.shape(X)[1:]
+            raise ValueError(f"X has {flat.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{arch.n_inputs} features as input (architecture {arch.text!r}, input "
+                             f"{arch.input_shape} as (C, H, W))")
+        shape = np.asarray(X).shape[1:]
         if len(shape) > 1 and not arch.flat_input and \
                 shape not in (tuple(arch.input_shape), tuple(arch.input_shape[1:])):
             raise ValueError(f"X has samples of shape {shape}; the architecture {arch.text!r} "
@@ -506,20 +511,26 @@ class SpikingClassifier:
             same weights as an uninterrupted one.
         """
         self._reset()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         flat = self._flat(X)
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != flat.shape[0]:
             raise ValueError(f"y must have shape ({flat.shape[0]},), got {y.shape}")
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+            raise ValueError("Unknown label type: continuous (y holds non-integer numbers; a classifier "
+                             "needs class labels)")
         classes = np.unique(y)
         if len(classes) < 2:
-            raise ValueError(f"y needs at least two classes, got {len(classes)}")
+            raise ValueError(f"y needs at least two classes, got {len(classes)} "
+                             f"({flat.shape[0]} sample{'s' if flat.shape[0] != 1 else ''})")
         arch = parse_architecture(self._arch_string(), n_inputs=flat.shape[1], n_classes=len(classes))
         if arch.n_outputs != len(classes):
             raise ValueError(f"the output layer of {arch.text!r} has {arch.n_outputs} neurons but y "
                              f"has {len(classes)} classes")
         self.arch_ = arch
         cfg = self._validate(arch)
-        self._fit_shape = np.shape(X)[1:]
+        self._fit_shape = np.asarray(X).shape[1:]
         T = self._times(X)
         self.classes_ = classes
         self.n_features_in_ = int(flat.shape[1])
@@ -716,6 +727,13 @@ class SpikingClassifier:
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "W_")
+
+    def __sklearn_tags__(self):
+        """Estimator tags for scikit-learn (imported only when scikit-learn asks)."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(), input_tags=InputTags(positive_only=True))
 
     # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict:
