@@ -68,7 +68,10 @@ def _gather(t_in, C, H, W, k, pad, y, x, t_max, rf):
 
 @njit
 def _span(y, pad, k, n):
-    """Kernel offsets ``u`` with ``0 <= y + u - pad < n`` (those inside the unpadded map), as a range."""
+    """Kernel offsets ``u`` with ``0 <= y + u - pad < n`` (inside the unpadded map), as a range.
+
+    Chapter: book/06_conv.md, eq-conv-transposed.
+    """
     return max(0, pad - y), min(k, n + pad - y)
 
 

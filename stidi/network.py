@@ -40,7 +40,10 @@ __all__ = ["train_epoch_sgd", "train_epoch_batch", "forward_network", "decide"]
 
 @njit
 def _scratch_sizes(desc):
-    """Largest receptive field (or dense fan-in) and largest layer width, for the scratch buffers."""
+    """Largest receptive field (or dense fan-in) and largest layer width, for the scratch buffers.
+
+    Chapter: book/09_speed.md.
+    """
     max_rf = 1
     max_out = 1
     for l in range(desc.shape[0]):
@@ -55,13 +58,17 @@ def _scratch_sizes(desc):
 
 @njit
 def _new_scratch(desc, a_off):
+    """Scratch buffers sized for the network ``desc``. Chapter: book/09_speed.md."""
     max_rf, max_out = _scratch_sizes(desc)
     return _alloc_scratch(a_off[a_off.shape[0] - 1], max_rf, max_out)
 
 
 @njit
 def _block(W, desc, w_off, l):
-    """Layer ``l``'s weights as the 2-D block the kernels read (a view into ``W``)."""
+    """Layer ``l``'s weights as the 2-D block the kernels read (a view into ``W``).
+
+    Chapter: book/05_deep_fc.md.
+    """
     rows = desc[l, Col.C]
     if desc[l, Col.KIND] == LayerKind.CONV:
         rows *= desc[l, Col.K] * desc[l, Col.K]
@@ -153,7 +160,10 @@ def _update_layer(W, Wsign, desc, w_off, a_off, l, scale, neuron, sc):
 
 @njit
 def _layer_scale(desc, l, rule, base):
-    """``base``, divided by ``H_out W_out`` for a conv layer with ``conv_reduce="mean"``."""
+    """``base``, divided by ``H_out W_out`` for a conv layer with ``conv_reduce="mean"``.
+
+    Chapter: book/06_conv.md, eq-conv-update.
+    """
     if rule.conv_mean and desc[l, Col.KIND] == LayerKind.CONV:
         return base / (desc[l, Col.HO] * desc[l, Col.WO])
     return base

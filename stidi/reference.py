@@ -275,7 +275,7 @@ def _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, *, al
 
     e = (output_targets_reference(ts[-1], label, gamma, t_max, target, silent_target) - ts[-1]) / t_max
     if not np.any(e):
-        return [None if w is None else np.zeros_like(w) for w in weights], np.zeros(L)
+        return None, np.zeros(L)        # no error: the sample changes nothing (no decay either)
     n_out = np.linalg.norm(e)
     err_gain = n_out / max(n_out, norm_floor)
 
@@ -383,6 +383,7 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     4. every weight layer: :math:`w \leftarrow (w - \eta_l\, e\, g\, \varepsilon(t^* - t_{in}))
        (1 - \eta_l \lambda)`; with ``alpha``, :math:`\alpha_l \leftarrow \max(\alpha_l -
        \eta_\alpha D^\alpha_l / \alpha_l, 10^{-12})` for layers with :math:`\eta_l > 0`.
+       A sample with no error at all changes nothing (no decay either).
 
     ``rule`` takes the options of :class:`stidi.SpikingClassifier` that shape the rule
     (``target``, ``dtdv``, ``hidden_error``, ``normalise``, ``beta``, ``slope_floor``,
@@ -391,6 +392,8 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     """
     arch = _as_arch(arch)
     D, dalpha = _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, alpha=alpha, **rule)
+    if D is None:
+        D, weight_decay = [None if w is None else np.zeros_like(w) for w in weights], 0.0
     new = [None if w is None else (w - lr * d) * (1.0 - lr * weight_decay) if weight_decay > 0
            else w - lr * d for w, d, lr in zip(weights, D, lrs)]
     if alpha is None:
@@ -441,6 +444,7 @@ def batch_step_reference(X, labels, arch, weights, thetas, tau1, tau2, t_max, ga
     arch = _as_arch(arch)
     dirs = [_directions(x, lab, arch, weights, thetas, tau1, tau2, t_max, gamma, **rule)[0]
             for x, lab in zip(X, labels)]
+    dirs = [[None if w is None else np.zeros_like(w) for w in weights] if d is None else d for d in dirs]
     if state is not None:
         state["step"] += 1
     new = []

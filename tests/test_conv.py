@@ -317,7 +317,7 @@ def test_binary_forward_equals_real_forward_with_signed_weights(subset):
 
 def test_facade_rejects_bad_inputs(subset):
     X, y, _, _ = subset
-    with pytest.raises(ValueError, match="expects"):
+    with pytest.raises(ValueError, match="is expecting 400 features"):
         SpikingClassifier("20x20-4C5-10", epochs=0).fit(X[:100], y[:100])
     with pytest.raises(ValueError, match="classes"):
         SpikingClassifier("28x28-4C5-P4-5", epochs=0).fit(X[:50], y[:50])
