@@ -62,6 +62,14 @@ def ambiguous(x, arch, weights, thetas):
     return False
 
 
+def setup(arch, case):
+    """Parsed architecture, a generator seeded by the case, layer count, thresholds, rates."""
+    a = parse_architecture(arch)
+    L = len(a.layers)
+    return (a, np.random.default_rng(zlib.crc32(f"{arch}{case}".encode())), L, [1.0] * L,
+            [1e-2, 0.0, 5e-3, 3e-3, 1e-3][:L])
+
+
 def close(got, want):
     for g, w in zip(got, want):
         if w is not None:
@@ -71,10 +79,7 @@ def close(got, want):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("backward", ["real", "sign"])
 def test_binary_step_with_alpha_matches_twin(arch, backward):
-    a = parse_architecture(arch)
-    rng = np.random.default_rng(zlib.crc32(f"{arch}{backward}".encode()))
-    L = len(a.layers)
-    thetas, lrs = [1.0] * L, [1e-2, 0.0, 5e-3, 3e-3, 1e-3][:L]
+    a, rng, L, thetas, lrs = setup(arch, backward)
     moved, compared = 0.0, 0
     for _ in range(24):
         x, label = maps(rng, a.n_inputs), int(rng.integers(a.n_outputs))
@@ -97,10 +102,7 @@ def test_binary_step_with_alpha_matches_twin(arch, backward):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_minibatch_step_matches_twin(arch, optimizer):
-    a = parse_architecture(arch)
-    rng = np.random.default_rng(zlib.crc32(f"{arch}{optimizer}".encode()))
-    L = len(a.layers)
-    thetas, lrs = [1.0] * L, [1e-2, 0.0, 5e-3, 3e-3, 1e-3][:L]
+    a, rng, L, thetas, lrs = setup(arch, optimizer)
     ws = network(rng, a)
     X = np.stack([maps(rng, a.n_inputs) for _ in range(5)])
     y = rng.integers(0, a.n_outputs, 5)
