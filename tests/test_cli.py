@@ -18,6 +18,7 @@ def run(argv, capsys):
         code = exc.code
     return code, capsys.readouterr().err
 
+@pytest.mark.jit
 
 def test_train_on_subset_writes_report_and_evaluate_reads_the_model(tmp_path, capsys):
     out, model = tmp_path / "r.json", tmp_path / "m.npz"
@@ -40,6 +41,7 @@ def test_train_on_subset_writes_report_and_evaluate_reads_the_model(tmp_path, ca
     assert "test accuracy" in capsys.readouterr().out
     assert json.loads(ev.read_text())["test_accuracy"] == rep["test_accuracy"]
 
+@pytest.mark.jit
 
 def test_deprecated_hidden_builds_the_arch(tmp_path, capsys):
     out = tmp_path / "r.json"
@@ -48,6 +50,26 @@ def test_deprecated_hidden_builds_the_arch(tmp_path, capsys):
                  "--out", str(out)]) == 0
     assert json.loads(out.read_text())["architecture"] == "784-20-10"
     assert "deprecated" in capsys.readouterr().err
+
+
+def test_tiny_train_evaluate_and_resume(tmp_path, capsys):
+    # small enough to run without JIT too (the coverage run of .ci/run)
+    out, model, ck = tmp_path / "r.json", tmp_path / "m.npz", tmp_path / "ck.npz"
+    argv = ["train", "--dataset", "mnist", "--subset", "--arch", "784-4-10", "--train-size", "100",
+            "--val-size", "20", "--test-size", "20", "--set", "init_samples=10", "--quiet",
+            "--checkpoint", str(ck), "--out", str(out)]
+    assert main(argv + ["--epochs", "1"]) == 0
+    assert main(argv + ["--epochs", "2", "--resume", "--save-model", str(model)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["epochs"] == 2 and rep["n_train"] == 100 and rep["architecture"] == "784-4-10"
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--dataset", "mnist", "--subset", "--test-size", "20"]) == 0
+    assert f"{rep['test_accuracy']:.4f}" in capsys.readouterr().out
+    code, err = run(["train", "--dataset", "mnist", "--subset", "--arch", "784-4-10", "--epochs", "2",
+                     "--set", "gamma=5.0", "--set", "init_samples=10", "--train-size", "100",
+                     "--val-size", "20", "--checkpoint", str(ck), "--resume", "--quiet",
+                     "--out", str(out)], capsys)
+    assert code == 2 and "different settings: ['gamma']" in err
 
 
 def test_module_entry_point_help():
@@ -109,6 +131,7 @@ def test_evaluate_errors_are_one_line(tmp_path, capsys):
     code, err = run(["evaluate", str(tmp_path / "none.npz"), "--dataset", "mnist", "--subset"], capsys)
     assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
 
+@pytest.mark.jit
 
 def test_train_conv_on_subset_writes_report_and_resumes(tmp_path):
     out, ck = tmp_path / "c.json", tmp_path / "c.npz"

@@ -288,6 +288,7 @@ def subset():
 
 SMALL = "28x28-4C5-P4-10"
 
+@pytest.mark.jit
 
 def test_binary_forward_equals_real_forward_with_signed_weights(subset):
     X, y, _, _ = subset
@@ -314,6 +315,7 @@ def test_binary_forward_equals_real_forward_with_signed_weights(subset):
     assert cost_b["weight_bytes"] == pytest.approx(n_syn / 8 + 16)
     assert cost_b["synops_per_image"] > 0
 
+@pytest.mark.jit
 
 def test_facade_rejects_bad_inputs(subset):
     X, y, _, _ = subset
@@ -332,6 +334,7 @@ def test_facade_rejects_bad_inputs(subset):
     with pytest.raises(RuntimeError, match="not fitted"):
         SpikingClassifier(SMALL).predict(X[:5])
 
+@pytest.mark.jit
 
 def test_save_load_round_trip_and_resume(subset, tmp_path):
     X, y, Xt, yt = subset
@@ -365,6 +368,7 @@ def test_save_load_round_trip_and_resume(subset, tmp_path):
 PINNED = {False: 0.70, True: 0.70}
 
 
+@pytest.mark.jit
 @pytest.mark.parametrize("binary", [False, True])
 def test_learns_on_the_shipped_subset(subset, binary):
     # one online epoch of the command line's default network over the 3,000 shipped

@@ -110,12 +110,14 @@ CONV_PINS = [
      [-0.0008983457464962092, 0.000189307277949198, 0.004780030428638973]),
 ]
 
+@pytest.mark.jit
 
 def test_golden_default_dense_network(subset):
     X, y = subset
     clf = SpikingClassifier(epochs=1, random_state=0).fit(X[:200], y[:200])
     _check_pins(clf, FC_PINS)
 
+@pytest.mark.jit
 
 def test_golden_default_conv_network(subset):
     X, y = subset

@@ -24,6 +24,7 @@ def small(**kw):
     args.update(kw)
     return SpikingClassifier(**args)
 
+@pytest.mark.jit
 
 def test_learns_on_shipped_subset(subset):
     X, y, Xt, yt = subset
@@ -41,6 +42,7 @@ def test_learns_on_shipped_subset(subset):
         assert key in h
     assert clf.score(Xt, yt) == pytest.approx(res["accuracy"])
 
+@pytest.mark.jit
 
 def test_minibatch_adam_learns(subset):
     X, y, Xt, yt = subset
@@ -48,6 +50,7 @@ def test_minibatch_adam_learns(subset):
     clf.fit(X, y)
     assert clf.score(Xt, yt) > 0.6
 
+@pytest.mark.jit
 
 def test_predictions_are_labels_and_silence_gives_minus_one(subset):
     X, y, Xt, yt = subset
@@ -58,6 +61,7 @@ def test_predictions_are_labels_and_silence_gives_minus_one(subset):
     assert np.all(clf.predict(Xt[:20], fallback=False) == -1)
     assert np.all(clf.predict(Xt[:20], fallback=True) >= 10)
 
+@pytest.mark.jit
 
 def test_save_load_round_trip(tmp_path, subset):
     X, y, Xt, yt = subset
@@ -73,6 +77,7 @@ def test_save_load_round_trip(tmp_path, subset):
         assert "W" in z.files
     assert not list(tmp_path.glob("*.tmp"))
 
+@pytest.mark.jit
 
 def test_resume_equals_uninterrupted(tmp_path, subset):
     X, y, _, _ = subset
@@ -86,6 +91,7 @@ def test_resume_equals_uninterrupted(tmp_path, subset):
     np.testing.assert_array_equal(resumed.last_W_, full.last_W_)
     assert [h["val_accuracy"] for h in resumed.history_] == [h["val_accuracy"] for h in full.history_]
 
+@pytest.mark.jit
 
 def test_resume_refuses_other_settings(tmp_path, subset):
     X, y, _, _ = subset
@@ -94,6 +100,7 @@ def test_resume_refuses_other_settings(tmp_path, subset):
     with pytest.raises(ValueError, match="different settings"):
         small(epochs=2, gamma=5.0).fit(X[:300], y[:300], checkpoint=ck, resume=True)
 
+@pytest.mark.jit
 
 def test_same_seed_same_model(subset):
     X, y, _, _ = subset
@@ -101,6 +108,7 @@ def test_same_seed_same_model(subset):
     b = small(epochs=1).fit(X[:400], y[:400])
     np.testing.assert_array_equal(a.W_, b.W_)
 
+@pytest.mark.jit
 
 def test_deeper_network_trains(subset):
     X, y, Xt, yt = subset
@@ -110,6 +118,7 @@ def test_deeper_network_trains(subset):
     assert len(clf.spike_times(Xt[:5])) == 4
 
 
+@pytest.mark.jit
 @pytest.mark.parametrize("kw, msg", [
     (dict(hidden=(0,)), "hidden"),
     (dict(theta=0.0), "theta"),
@@ -126,6 +135,7 @@ def test_bad_settings_rejected(kw, msg, subset):
     with pytest.raises(ValueError, match=msg):
         small(**kw).fit(X[:50], y[:50])
 
+@pytest.mark.jit
 
 def test_bad_data_rejected(subset):
     X, y, _, _ = subset
@@ -185,6 +195,7 @@ def test_unreadable_model_files_fail_clearly(tmp_path):
     with pytest.raises(ModelFileError, match="format 99 is newer"):
         SpikingClassifier.load(tmp_path / "new.npz")
 
+@pytest.mark.jit
 
 def test_learning_rate_units(subset):
     # arch=...: rates in units of each layer's calibrated scale; the deprecated hidden=...

@@ -193,3 +193,20 @@ def test_shift_images_matches_a_direct_shift():
                     want[r, c] = img[n, r - dy[n], c - dx[n]]
         np.testing.assert_array_equal(got[n], want)
     assert np.any(dx != 0) and np.any(dy != 0)
+
+
+def test_binary_batch_of_one_equals_online():
+    # the mini-batch and the online loops share one alpha rule (a dense network: in binary
+    # conv maps exact ties are common, and rounding then picks different pooling winners)
+    a, rng, L, thetas, lrs = setup("20-15-12-4", "batch-of-one")
+    ws = network(rng, a, 0.3)
+    alpha = rng.uniform(*((0.15, 0.3) if a.has_conv else (0.3, 0.8)), L)
+    X = np.stack([maps(rng, a.n_inputs) for _ in range(6)])
+    y = rng.integers(0, a.n_outputs, 6)
+    kw = dict(alpha=alpha, alpha_lr=0.05)
+    w1, a1 = kernel_epoch(X, y, a, ws, thetas, lrs, TAU, **kw)
+    w2, a2 = kernel_epoch(X, y, a, ws, thetas, lrs, TAU, batch_size=1, **kw)
+    close(w2, w1)
+    np.testing.assert_allclose(a2, a1, rtol=0, atol=1e-12)
+    assert np.abs(a1 - alpha).max() > 0
+    assert a1[1] == alpha[1] and a2[1] == alpha[1]  # a layer with rate 0 is frozen, alpha included
