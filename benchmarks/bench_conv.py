@@ -1,11 +1,11 @@
 """Speed of the convolutional kernels, in one process.
 
 Prints, for the chosen architecture (default: the command line's conv default,
-``stidi.cli.CONV_DEFAULT_ARCH``):
+``28x28-16C5-P2-10``):
 
 * the time per image of the exact event-driven forward pass of the first conv
   layer, single-threaded, and of the clock-driven grid twin of the same layer
-  (``stidi.conv.conv_clock_driven``: PSPs on a ``t_max`` grid, im2col matrix
+  (``stidi.reference.conv_clock_driven``: PSPs on a ``t_max`` grid, im2col matrix
   products), and their ratio;
 * the time per image of the whole network's forward pass (1 thread and all threads);
 * the time per image of a per-sample training step (serial SGD) and of a
@@ -34,10 +34,12 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from stidi import conv, datasets
-from stidi.cli import CONV_DEFAULT_ARCH
+from stidi import conv, datasets, reference
 from stidi import network as net
-from stidi.neuron import encode
+from stidi._codes import N_STATS, Col, LayerKind
+from stidi.model import SpikingClassifier
+
+CONV_DEFAULT_ARCH = "28x28-16C5-P2-10"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of  # noqa: E402
@@ -56,19 +58,18 @@ def main(argv=None):
     X, y = datasets.load_subset("mnist", "train")
     n = min(args.n, X.shape[0])
     threads = numba.config.NUMBA_NUM_THREADS
-    clf = conv.ConvSpikingClassifier(args.arch, binary=args.binary, epochs=1, random_state=0,
-                                     verbose=False)
+    clf = SpikingClassifier(args.arch, binary=args.binary, epochs=1, random_state=0)
     clf.fit(X[:1000], y[:1000])  # calibration + warm-up (and JIT compilation)
-    cfg = clf._validate(len(clf.classes_))
+    cfg = clf._validate(clf.arch_)
     T = clf._times(X[:n])
     yi = clf._labels(y[:n], n)
-    Wf = np.ascontiguousarray(clf._forward_weights(clf.W_))
-    desc, a_off, w_off = clf.desc_, clf.a_off_, clf.w_off_
-    max_rf, max_out = conv._scratch_sizes(desc)
+    Wf = clf._forward_weights()
+    desc = clf.arch_.descriptor()
+    a_off, w_off = clf.arch_.offsets()
     print(f"architecture {args.arch}  binary={args.binary}  images={n}  threads={threads}")
 
     # --- first conv layer: exact vs clock-driven grid
-    l0 = next(l for l in range(len(desc)) if desc[l, conv.D_KIND] == conv.KIND_CONV)
+    l0 = next(l for l in range(len(desc)) if desc[l, Col.KIND] == LayerKind.CONV)
     C, H, W, F, Ho, Wo, k, pad = (int(v) for v in desc[l0, 1:])
     maps = T.reshape(n, C, H, W)
     filt = clf.forward_coefs_[l0]
@@ -77,9 +78,9 @@ def main(argv=None):
     conv.conv_forward(maps[:2], filt, *args_c, padding=pad)
     t_exact = best_of(lambda: conv.conv_forward(maps, filt, *args_c, padding=pad), 3) / n
     g = min(args.grid_n, n)
-    t_grid = best_of(lambda: conv.conv_clock_driven(maps[:g], filt, *args_c, padding=pad), 1) / g
+    t_grid = best_of(lambda: reference.conv_clock_driven(maps[:g], filt, *args_c, padding=pad), 1) / g
     exact = conv.conv_forward(maps[:g], filt, *args_c, padding=pad)[0]
-    grid = conv.conv_clock_driven(maps[:g], filt, *args_c, padding=pad)
+    grid = reference.conv_clock_driven(maps[:g], filt, *args_c, padding=pad)
     both = (exact < clf.t_max) & (grid < clf.t_max)
     print(f"conv layer {l0} ({F}C{k} on {C}x{H}x{W}), 1 thread:")
     print(f"  exact event-driven  {t_exact * 1e3:8.3f} ms/image")
@@ -92,8 +93,7 @@ def main(argv=None):
     bufs = [np.empty((n, a_total)) for _ in range(3)]
 
     def fwd():
-        conv.forward_network(T, Wf, desc, w_off, a_off, clf.thetas_, float(clf.tau1), float(clf.tau2),
-                             float(clf.t_max), max_rf, max_out, *bufs)
+        net.forward_network(T, Wf, desc, w_off, a_off, clf.thetas_, cfg["neuron"], *bufs)
 
     for nt in sorted({1, threads}):
         numba.set_num_threads(nt)
@@ -106,22 +106,17 @@ def main(argv=None):
     order = np.arange(n, dtype=np.int64)
 
     def common(Wc, Wfc, alpha):
-        return (T, yi, order, Wc, Wfc, desc, w_off, a_off, clf.thetas_, lrs, alpha, float(clf.alpha_lr),
-                bool(cfg["sign_backward"]), float(clf.tau1), float(clf.tau2), float(clf.t_max),
-                float(clf.gamma), cfg["target"], cfg["dtdv"], cfg["hidden"], bool(clf.normalise),
-                float(clf.beta), float(clf.slope_floor), bool(cfg["conv_mean"]), 0.0, max_rf, max_out,
-                np.zeros(5), np.zeros(a_total))
-
-    silent = (int(cfg["silent_mode"]), bool(cfg["silent_pull"]), float(clf.norm_floor))
+        return (T, yi, order, Wc, Wfc, alpha, desc, w_off, a_off, clf.thetas_, lrs, cfg["neuron"],
+                cfg["rule"], np.zeros(N_STATS), np.zeros(a_total))
 
     def fresh():
         Wc = W0.copy()
         alpha = alpha0.copy()
-        Wfc = np.ascontiguousarray(clf._forward_weights(Wc)) if args.binary else Wc
+        Wfc = clf._forward_weights(Wc) if args.binary else Wc
         return Wc, Wfc, alpha
 
     def sgd():
-        conv.train_epoch_sgd(*common(*fresh()), *silent)
+        net.train_epoch_sgd(*common(*fresh()))
 
     numba.set_num_threads(1)
     t_sgd = best_of(sgd, 2) / n
@@ -131,8 +126,8 @@ def main(argv=None):
 
     def batch():
         Wc, Wfc, alpha = fresh()
-        conv.train_epoch_batch(*common(Wc, Wfc, alpha), args.batch_size, threads,
-                               net.OPTIMIZERS["sgd"], np.zeros_like(Wc), np.zeros_like(Wc), 0, *silent)
+        net.train_epoch_batch(*common(Wc, Wfc, alpha), args.batch_size, threads, 0, np.zeros_like(Wc),
+                              np.zeros_like(Wc), 0)
 
     batch()
     t_b = best_of(batch, 2) / n

@@ -57,7 +57,9 @@ import stidi  # noqa: E402
 from stidi import datasets  # noqa: E402
 from stidi import network as net  # noqa: E402
 from stidi import reference as ref  # noqa: E402
-from stidi.model import SpikingClassifier, _Layout  # noqa: E402
+from stidi._codes import N_STATS, Neuron, make_rule  # noqa: E402
+from stidi.architecture import parse_architecture  # noqa: E402
+from stidi.model import SpikingClassifier  # noqa: E402
 
 from _common import best_of, load_average, machine_info, now_iso, write_json_atomic  # noqa: E402
 
@@ -75,7 +77,7 @@ def load_images():
 
 def trained_like_weights(T, y, rng):
     """A briefly trained 784-400-10 network, so that firing statistics are realistic."""
-    clf = SpikingClassifier(hidden=(400,), epochs=1, random_state=0, verbose=False)
+    clf = SpikingClassifier("784-400-10", epochs=1, random_state=0)
     clf.fit(T[:3000], y[:3000])
     return clf
 
@@ -142,16 +144,18 @@ def main():
           f"(target <= 2)")
 
     # 2. one training step: event-driven kernel vs clock-driven grid twin
-    lay = _Layout.from_sizes([784, 400, 10])
-    W = np.concatenate([W1.T.ravel(), W2.T.ravel()])
+    arch = parse_architecture("784-400-10")
+    a_off, w_off = arch.offsets()
+    W = arch.pack([W1, W2])
     yi = y.astype(np.int64)
     lrs = np.array([1e-3, 2.5e-6])
+    neuron, rule = Neuron(TAU1, TAU2, TMAX), make_rule(gamma=3.0)
 
     def kernel_steps(m):
         Wc = W.copy()
-        st, fc = np.zeros(net.N_STATS), np.zeros(int(lay.a_off[-1]))
-        net.train_epoch_sgd(Tb, yi, np.arange(m, dtype=np.int64), Wc, lay.w_off, lay.a_off, lay.sizes,
-                            np.ones(2), lrs, TAU1, TAU2, TMAX, 3.0, 0, 0, 0, True, 1.0, 1e-3, 0.0, st, fc)
+        st, fc = np.zeros(N_STATS), np.zeros(int(a_off[-1]))
+        net.train_epoch_sgd(Tb, yi, np.arange(m, dtype=np.int64), Wc, Wc, np.empty(0), arch.descriptor(),
+                            w_off, a_off, np.ones(2), lrs, neuron, rule, st, fc)
     kernel_steps(5)
     t_k = best_of(lambda: kernel_steps(n), args.repeat) / n
     g = args.grid_steps
@@ -169,7 +173,7 @@ def main():
 
     # 3. one epoch of full MNIST
     if args.epoch and full:
-        clf = SpikingClassifier(hidden=(400,), epochs=1, random_state=0, verbose=False)
+        clf = SpikingClassifier("784-400-10", epochs=1, random_state=0)
         t0 = time.perf_counter()
         clf.fit(X, y)
         report["epoch_seconds_including_calibration"] = time.perf_counter() - t0

@@ -45,7 +45,7 @@ stidi.first_spike_times(T, W, 1.0, 128.0, 1024.0, 256.0)
 t2 = time.perf_counter()
 stidi.first_spike_times(T, W, 1.0, 128.0, 1024.0, 256.0)
 t3 = time.perf_counter()
-SpikingClassifier(hidden=(8,), epochs=1, verbose=False, init_samples=20, random_state=0).fit(X, y)
+SpikingClassifier("*-8-*", epochs=1, init_samples=20, random_state=0).fit(X, y)
 t4 = time.perf_counter()
 from stidi._jit import CACHE_ENABLED
 print(json.dumps({"import_seconds": t1 - t0, "layer_first_call_seconds": t2 - t1,

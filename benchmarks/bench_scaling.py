@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 
 import stidi  # noqa: E402
 from stidi import datasets  # noqa: E402
-from stidi.model import calibrate_scale  # noqa: E402
+from stidi import calibrate_scale  # noqa: E402
 from stidi.reference import clock_driven_spike_times  # noqa: E402
 
 from _common import best_of, load_average, machine_info, now_iso, write_json_atomic  # noqa: E402

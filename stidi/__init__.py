@@ -1,11 +1,14 @@
 """stidi: spiking neural networks with one spike per neuron, trained with STiDi-BP.
 
-The public API is small:
+The public API:
 
 * :func:`encode` -- pixel intensities to first-spike times,
-* :func:`psp` -- the triangular post-synaptic potential,
-* :func:`first_spike_times` -- exact, event-driven spike times of a layer,
-* :class:`SpikingClassifier` -- a fully connected network and its training,
+* :func:`psp`, :func:`psp_derivative` -- the triangular post-synaptic potential,
+* :func:`first_spike_times`, :func:`layer_forward` -- exact, event-driven spike times of a dense layer,
+* :func:`conv_forward`, :func:`first_spike_pool` -- the same for conv and pooling layers,
+* :func:`parse_architecture` -- architecture strings such as ``"28x28-16C5-P2-10"``,
+* :func:`calibrate_scale` -- the data-driven initial weight scale,
+* :class:`SpikingClassifier` -- any architecture and its training (scikit-learn API),
 * :mod:`stidi.datasets` -- MNIST and Fashion-MNIST loaders and the shipped subsets,
 * :mod:`stidi.reference` -- plain NumPy twins of the kernels, for reading and checking.
 
@@ -23,11 +26,17 @@ _LAZY = {
     "encode": ("neuron", "encode"),
     "psp": ("neuron", "psp"),
     "psp_derivative": ("neuron", "psp_derivative"),
-    "first_spike_times": ("neuron", "first_spike_times"),
-    "layer_forward": ("neuron", "layer_forward"),
+    "first_spike_times": ("dense", "first_spike_times"),
+    "layer_forward": ("dense", "layer_forward"),
+    "conv_forward": ("conv", "conv_forward"),
+    "first_spike_pool": ("pool", "first_spike_pool"),
+    "parse_architecture": ("architecture", "parse_architecture"),
+    "Architecture": ("architecture", "Architecture"),
+    "calibrate_scale": ("init", "calibrate_scale"),
     "SpikingClassifier": ("model", "SpikingClassifier"),
 }
-_SUBMODULES = {"datasets", "reference", "neuron", "network", "model", "conv"}
+_SUBMODULES = {"datasets", "reference", "neuron", "network", "model", "conv", "dense", "pool",
+               "binary", "rule", "init", "architecture", "cli"}
 
 __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 

@@ -1,24 +1,39 @@
-"""Command line: ``python -m stidi train ...``.
+"""Command line: ``python -m stidi train ...`` and ``python -m stidi evaluate MODEL.npz ...``.
 
-Trains a network on MNIST or Fashion-MNIST with a validation split carved
-from the training set, evaluates the selected weights once on the test set,
-and writes a JSON report (accuracies as fractions 0..1, timings, the full
-configuration and the per-epoch history).
+``train`` trains a network on MNIST or Fashion-MNIST with a validation split
+carved from the training set, evaluates the selected weights once on the test
+set, and writes a JSON report (accuracies as fractions 0..1, timings, the full
+configuration and the per-epoch history).  ``evaluate`` scores a saved model.
+Every setting is checked before any data is read; a bad input ends in one
+line on stderr and exit code 2 (set ``STIDI_DEBUG=1`` for the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+DEFAULT_ARCH = "784-400-10"
+CONV_DEFAULT_ARCH = "28x28-16C5-P2-10"  # deprecated name (``--model conv`` without ``--arch``)
+_INPUT, _CLASSES = 784, 10  # both datasets: 28x28 images, 10 classes
+
+
+class CliError(Exception):
+    """A bad command-line input, reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -35,43 +50,55 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
-CONV_DEFAULT_ARCH = "28x28-16C5-P2-10"  # the ConvSpikingClassifier default
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the IDX files (default: $STIDI_DATA, else the download cache)")
+    p.add_argument("--subset", action="store_true",
+                   help="use the small subset shipped with the package (no download)")
+    p.add_argument("--test-size", type=_positive_int, default=None,
+                   help="use the first M test images (default: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stidi", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m stidi", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     tr = sub.add_parser("train", help="train a network and write a JSON report")
-    tr.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist"])
-    tr.add_argument("--data-dir", default=None,
-                    help="folder with the IDX files (default: $STIDI_DATA, else the download cache)")
-    tr.add_argument("--subset", action="store_true",
-                    help="use the small subset shipped with the package (no download)")
-    tr.add_argument("--model", default="fc", choices=["fc", "conv"],
-                    help="fc: SpikingClassifier; conv: ConvSpikingClassifier (see --arch)")
-    tr.add_argument("--hidden", type=_positive_int, action="append",
-                    help="hidden layer width; repeat for several layers (default: 400)")
+    _data_arguments(tr)
     tr.add_argument("--arch", default=None,
-                    help=f"conv only: architecture string (default: {CONV_DEFAULT_ARCH})")
+                    help=f"architecture string, e.g. {DEFAULT_ARCH} (the default), 784-800-400-10, "
+                         f"{CONV_DEFAULT_ARCH} or 28x28-32C5-P2-64C5-P2-10")
     tr.add_argument("--binary", action="store_true",
-                    help="conv only: binary weights alpha*sign(w) in the forward pass")
+                    help="binary weights alpha*sign(w) in the forward pass")
+    tr.add_argument("--model", default=None, choices=["fc", "conv"],
+                    help=f"deprecated: 'conv' means --arch {CONV_DEFAULT_ARCH}, 'fc' the default")
+    tr.add_argument("--hidden", type=_positive_int, action="append",
+                    help="deprecated: hidden layer width, repeatable (--hidden 400 means --arch 784-400-10)")
     tr.add_argument("--epochs", type=_nonneg_int, default=10)
     tr.add_argument("--train-size", type=_positive_int, default=None,
                     help="training images used after the validation split (default: all)")
     tr.add_argument("--val-size", type=_nonneg_int, default=None,
                     help="validation images carved from the training set, stratified "
                          "(default: 5000, or 500 with --subset)")
-    tr.add_argument("--test-size", type=_positive_int, default=None,
-                    help="use the first M test images (default: all)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", required=True, help="JSON report to write")
     tr.add_argument("--checkpoint", default=None, help="checkpoint .npz written after every epoch")
-    tr.add_argument("--resume", action="store_true", help="continue from --checkpoint if present")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from --checkpoint if it exists (needs --checkpoint)")
     tr.add_argument("--save-model", default=None, help="save the selected model (.npz)")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                    help="any SpikingClassifier parameter (ConvSpikingClassifier with --model conv), "
-                         "value in JSON (e.g. --set lr_decay=0.8)")
+                    help="any SpikingClassifier parameter, value in JSON (e.g. --set lr_decay=0.8)")
     tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=train)
+    ev = sub.add_parser("evaluate", help="score a model saved with train --save-model")
+    ev.add_argument("model", help="model file (.npz)")
+    _data_arguments(ev)
+    ev.add_argument("--out", default=None, help="also write the scores to this JSON file")
+    ev.set_defaults(func=evaluate)
+    if importlib.util.find_spec("stidi.sweep") is not None:
+        from . import sweep as _sweep
+
+        _sweep.add_parser(sub)
     return parser
 
 
@@ -79,102 +106,125 @@ def _overrides(items: list[str]) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"error: --set expects NAME=VALUE, got {item!r}")
+            raise CliError(f"--set expects NAME=VALUE, got {item!r}")
         name, value = item.split("=", 1)
         try:
-            out[name] = json.loads(value)
+            out[name.strip()] = json.loads(value)
         except json.JSONDecodeError:
-            out[name] = value
+            out[name.strip()] = value
     return out
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the report normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _arch(args: argparse.Namespace) -> str:
+    if args.arch is not None and args.hidden:
+        raise CliError("give the layers either with --arch or with the deprecated --hidden, not both")
+    if args.arch is not None:
+        return args.arch
+    if args.hidden or args.model:
+        print("warning: --hidden and --model are deprecated; give the network with --arch",
+              file=sys.stderr)
+    if args.hidden:
+        if args.model == "conv":
+            raise CliError("--hidden builds a fully connected network; give conv layers with --arch")
+        return "-".join(str(v) for v in [_INPUT, *args.hidden, _CLASSES])
+    return CONV_DEFAULT_ARCH if args.model == "conv" else DEFAULT_ARCH
+
+
+def _check_data_dir(args) -> None:
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise CliError(f"--data-dir {args.data_dir}: no such folder")
 
 
 def _make_model(args: argparse.Namespace):
-    common = dict(epochs=args.epochs, random_state=args.seed, verbose=not args.quiet)
-    if args.model == "conv":
-        from .conv import ConvSpikingClassifier, parse_architecture
-
-        if args.hidden:
-            raise SystemExit("error: --hidden applies to --model fc; give conv layer sizes with --arch")
-        params = dict(arch=args.arch or CONV_DEFAULT_ARCH, binary=args.binary, **common)
-        params.update(_overrides(args.overrides))
-        try:
-            parse_architecture(params["arch"])
-            clf = ConvSpikingClassifier(**params)
-            clf._validate()
-        except (TypeError, ValueError) as exc:
-            raise SystemExit(f"error: {exc}") from None
-        return clf
+    """The estimator of ``train``, with every setting checked against the dataset (no data read)."""
+    from ._io import read_model
+    from .architecture import parse_architecture
     from .model import SpikingClassifier
 
-    if args.arch is not None or args.binary:
-        raise SystemExit("error: --arch and --binary apply to --model conv")
-    params = dict(hidden=tuple(args.hidden or [400]), **common)
+    if args.resume and not args.checkpoint:
+        raise CliError("--resume needs --checkpoint FILE")
+    _check_data_dir(args)
+    params = dict(arch=_arch(args), binary=args.binary, epochs=args.epochs, random_state=args.seed,
+                  verbose=not args.quiet)
     params.update(_overrides(args.overrides))
-    try:
-        return SpikingClassifier(**params)
-    except TypeError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    unknown = sorted(set(params) - set(SpikingClassifier._param_names()))
+    if unknown:
+        raise CliError(f"--set: unknown parameter {unknown[0]!r} of SpikingClassifier")
+    clf = SpikingClassifier(**params)
+    arch = parse_architecture(clf._arch_string(), n_inputs=_INPUT, n_classes=_CLASSES)
+    if arch.n_inputs != _INPUT:
+        raise CliError(f"architecture {arch.text!r} expects inputs of shape {arch.input_shape} "
+                       f"({arch.n_inputs} values) but {args.dataset} images are 28x28 ({_INPUT})")
+    if arch.n_outputs != _CLASSES:
+        raise CliError(f"architecture {arch.text!r} has {arch.n_outputs} outputs but {args.dataset} "
+                       f"has {_CLASSES} classes")
+    clf._validate(arch)
+    if args.resume and Path(args.checkpoint).exists():
+        state = read_model(args.checkpoint)
+        if "epoch" not in state:
+            raise CliError(f"--checkpoint {args.checkpoint}: a saved model, not a training checkpoint")
+    return clf, arch
 
 
-def train(args: argparse.Namespace) -> dict:
+def _load(args, split: str):
     from . import datasets
 
-    clf = _make_model(args)
-    if args.val_size is None:
-        args.val_size = 500 if args.subset else 5000
-
     if args.subset:
-        X, y = datasets.load_subset(args.dataset, "train")
-        Xt, yt = datasets.load_subset(args.dataset, "test")
-    else:
-        X, y = datasets.load(args.dataset, "train", data_dir=args.data_dir)
-        Xt, yt = datasets.load(args.dataset, "test", data_dir=args.data_dir)
-    if args.val_size >= len(y):
-        raise SystemExit(f"error: --val-size {args.val_size} leaves no training images ({len(y)} in all)")
-    if args.val_size:
-        tr_idx, va_idx = datasets.train_val_split(y, args.val_size, random_state=args.seed)
+        return datasets.load_subset(args.dataset, split)
+    return datasets.load(args.dataset, split, data_dir=args.data_dir)
+
+
+def _environment() -> dict:
+    import numba
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+            "machine": platform.machine(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+
+
+def _splits(args, y):
+    from . import datasets
+
+    val_size = args.val_size if args.val_size is not None else (500 if args.subset else 5000)
+    if val_size >= len(y):
+        raise CliError(f"--val-size {val_size} leaves no training images ({len(y)} in all)")
+    if val_size:
+        tr_idx, va_idx = datasets.train_val_split(y, val_size, random_state=args.seed)
     else:
         tr_idx, va_idx = np.arange(len(y)), np.arange(0)
     if args.train_size is not None:
         if args.train_size > len(tr_idx):
-            raise SystemExit(f"error: --train-size {args.train_size} exceeds the {len(tr_idx)} "
-                             "training images left after the validation split")
+            raise CliError(f"--train-size {args.train_size} exceeds the {len(tr_idx)} training "
+                           "images left after the validation split")
         tr_idx = np.sort(np.random.default_rng(args.seed).permutation(tr_idx)[: args.train_size])
+    return tr_idx, va_idx
+
+
+def train(args: argparse.Namespace) -> dict:
+    """``python -m stidi train``: returns the report it writes."""
+    from ._io import atomic_write_text
+
+    clf, arch = _make_model(args)
+    X, y = _load(args, "train")
+    Xt, yt = _load(args, "test")
+    tr_idx, va_idx = _splits(args, y)
     if args.test_size is not None:
         Xt, yt = Xt[: args.test_size], yt[: args.test_size]
     validation = (X[va_idx], y[va_idx]) if len(va_idx) else None
     t0 = time.perf_counter()
     clf.fit(X[tr_idx], y[tr_idx], validation_data=validation, checkpoint=args.checkpoint,
             resume=args.resume)
-    train_seconds = sum(h["seconds"] for h in clf.history_)
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     test = clf.evaluate(Xt, yt)
     test_seconds = time.perf_counter() - t1
     best = clf.history_[clf.best_epoch_ - 1] if clf.best_epoch_ else {}
-    import numba
-
+    cost = clf.cost_report(Xt)  # memory and synaptic operations per test image (event-driven count)
     report = {
         "dataset": args.dataset + ("-subset" if args.subset else ""),
-        "model": args.model,
-        "architecture": (clf.arch if args.model == "conv" else
-                         "-".join(str(int(s)) for s in clf.layout_.sizes)),
+        "model": "conv" if arch.has_conv else "fc",
+        "architecture": clf.arch_.text,
+        "binary": cost["binary"],
         "test_accuracy": test["accuracy"],
         "test_accuracy_no_fallback": test["accuracy_no_fallback"],
         "test_output_silent_fraction": test["output_silent_fraction"],
@@ -183,46 +233,83 @@ def train(args: argparse.Namespace) -> dict:
         "val_accuracy_no_fallback": best.get("val_accuracy_no_fallback"),
         "best_epoch": clf.best_epoch_,
         "epochs": len(clf.history_),
-        "train_seconds": train_seconds,
+        "train_seconds": sum(h["seconds"] for h in clf.history_),
         "wall_seconds_this_run": wall,
         "test_seconds": test_seconds,
         "n_train": int(len(tr_idx)),
         "n_val": int(len(va_idx)),
         "n_test": int(len(yt)),
-        "config": clf.get_params(),
+        "config": json.loads(_params_json(clf)),
         "command": "python -m stidi " + " ".join(shlex.quote(a) for a in args.argv),
         "history": clf.history_,
-        "environment": {
-            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-            "machine": platform.machine(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        },
+        "environment": _environment(),
         "decision_rule": ("first output spike; ties -> larger dv/dt at the tie time, then lowest "
                           "index; no output spike -> largest peak potential (test_accuracy) or "
                           "counted as an error (test_accuracy_no_fallback)"),
+        "bits_per_synapse": cost["bits_per_synapse"],
+        "weight_bytes": cost["weight_bytes"],
+        "synops_per_image": cost["synops_per_image"],
+        "cost": cost,
     }
-    if args.model == "conv":
-        # memory and synaptic operations per test image (event-driven count)
-        cost = clf.cost_report(Xt)
-        report["binary"] = cost["binary"]
-        report["bits_per_synapse"] = cost["bits_per_synapse"]
-        report["weight_bytes"] = cost["weight_bytes"]
-        report["synops_per_image"] = cost["synops_per_image"]
-        report["cost"] = cost
-    _atomic_write_text(Path(args.out), json.dumps(report, indent=2, default=float) + "\n")
+    atomic_write_text(Path(args.out), json.dumps(report, indent=2, default=float) + "\n")
     if args.save_model:
         clf.save(args.save_model)
     if not args.quiet:
         print(f"test accuracy {test['accuracy']:.4f} (no fallback {test['accuracy_no_fallback']:.4f}), "
               f"val {report['val_accuracy']}, best epoch {clf.best_epoch_}, "
-              f"{train_seconds:.1f} s training -> {args.out}")
+              f"{report['train_seconds']:.1f} s training -> {args.out}")
+    return report
+
+
+def _params_json(clf) -> str:
+    from ._io import params_json
+
+    return params_json(clf.get_params())
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """``python -m stidi evaluate MODEL.npz``: scores on the test split; returns them."""
+    from ._io import atomic_write_text
+    from .model import SpikingClassifier
+
+    _check_data_dir(args)
+    clf = SpikingClassifier.load(args.model)
+    if clf.n_features_in_ != _INPUT:
+        raise CliError(f"{args.model}: the model expects {clf.n_features_in_} inputs but "
+                       f"{args.dataset} images have {_INPUT}")
+    Xt, yt = _load(args, "test")
+    if args.test_size is not None:
+        Xt, yt = Xt[: args.test_size], yt[: args.test_size]
+    unseen = sorted(set(np.unique(yt).tolist()) - set(clf.classes_.tolist()))
+    if unseen:
+        raise CliError(f"{args.model}: {args.dataset} has labels {unseen} the model never saw")
+    t0 = time.perf_counter()
+    scores = clf.evaluate(Xt, yt)
+    report = {"model_file": str(args.model), "dataset": args.dataset + ("-subset" if args.subset else ""),
+              "architecture": clf.arch_.text, "n_test": int(len(yt)),
+              **{"test_" + k: v for k, v in scores.items()},
+              "test_seconds": time.perf_counter() - t0, "config": json.loads(_params_json(clf)),
+              "environment": _environment()}
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(report, indent=2, default=float) + "\n")
+    print(f"test accuracy {scores['accuracy']:.4f} (no fallback {scores['accuracy_no_fallback']:.4f}) "
+          f"on {len(yt)} {args.dataset} images, {clf.arch_.text}")
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m stidi``; returns the exit code (2 on bad input)."""
+    from ._io import ModelFileError
+    from .datasets import DatasetError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    if args.command == "train":
-        train(args)
-    return 0
+    try:
+        result = args.func(args)
+    except (CliError, ValueError, TypeError, OSError, DatasetError, ModelFileError) as exc:
+        if os.environ.get("STIDI_DEBUG"):
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0

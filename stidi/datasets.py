@@ -33,7 +33,7 @@ import numpy as np
 __all__ = [
     "DATASETS", "DatasetInfo", "DatasetError", "DataNotFoundError",
     "read_idx", "write_idx", "load", "load_subset", "subset_filename", "class_names",
-    "train_val_split",
+    "train_val_split", "shift_images",
 ]
 
 
@@ -65,33 +65,26 @@ _FILES = MappingProxyType({
 })
 SPLITS = ("train", "test")
 
+
+
+def _idx_dataset(name, md5s, urls, classes, license) -> DatasetInfo:
+    """A dataset in the four standard IDX files; ``md5s`` in the order of ``_FILES``."""
+    return DatasetInfo(name=name, files=_FILES, md5=MappingProxyType(dict(zip(_FILES.values(), md5s))),
+                       urls=urls, classes=tuple(classes), license=license)
+
+
 DATASETS = MappingProxyType({
-    "mnist": DatasetInfo(
-        name="mnist", files=_FILES,
-        md5=MappingProxyType({
-            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-        }),
-        urls=("https://ossci-datasets.s3.amazonaws.com/mnist/",
-              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-        classes=tuple(str(d) for d in range(10)),
-        license="CC BY-SA 3.0, Y. LeCun, C. Cortes, C. J. C. Burges",
-    ),
-    "fashion-mnist": DatasetInfo(
-        name="fashion-mnist", files=_FILES,
-        md5=MappingProxyType({
-            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
-        }),
-        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        license="MIT, Zalando Research",
-    ),
+    "mnist": _idx_dataset(
+        "mnist", ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+                  "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"),
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        (str(d) for d in range(10)), "CC BY-SA 3.0, Y. LeCun, C. Cortes, C. J. C. Burges"),
+    "fashion-mnist": _idx_dataset(
+        "fashion-mnist", ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+                          "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+         "Ankle boot"), "MIT, Zalando Research"),
 })
 
 # IDX type code -> big-endian dtype
@@ -470,3 +463,24 @@ def train_val_split(labels, val_size, random_state=None) -> tuple[np.ndarray, np
     val_idx = np.sort(np.concatenate(val)).astype(np.int64)
     train_idx = np.setdiff1d(np.arange(n, dtype=np.int64), val_idx)
     return train_idx, val_idx
+
+
+def shift_images(T: np.ndarray, shape: tuple, dx: np.ndarray, dy: np.ndarray, fill: float) -> np.ndarray:
+    """Shift every row of ``T`` (flattened images of ``shape = (h, w)``) by ``(dy[n], dx[n])`` pixels.
+
+    Vacated pixels get ``fill`` (for spike times: ``t_max``, no spike).  This is the
+    data augmentation of :class:`stidi.SpikingClassifier` (``augment``).
+    """
+    h, w = shape
+    n = T.shape[0]
+    src = T.reshape(n, h, w)
+    out = np.full_like(src, fill)
+    for sy in np.unique(dy):
+        for sx in np.unique(dx):
+            idx = np.flatnonzero((dy == sy) & (dx == sx))
+            if idx.size == 0:
+                continue
+            ys, yd = (slice(0, h - sy), slice(sy, h)) if sy >= 0 else (slice(-sy, h), slice(0, h + sy))
+            xs, xd = (slice(0, w - sx), slice(sx, w)) if sx >= 0 else (slice(-sx, w), slice(0, w + sx))
+            out[idx, yd, xd] = src[idx, ys, xs]
+    return out.reshape(n, h * w)

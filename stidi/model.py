@@ -1,208 +1,224 @@
-r"""A small scikit-learn-like facade around the STiDi-BP kernels.
+r"""One scikit-learn estimator for every architecture.
 
->>> clf = SpikingClassifier(hidden=(400,), epochs=3, random_state=0)   # doctest: +SKIP
->>> clf.fit(X_train, y_train, validation_data=(X_val, y_val))          # doctest: +SKIP
->>> clf.score(X_test, y_test)                                           # doctest: +SKIP
+>>> clf = SpikingClassifier("784-400-10", epochs=3, random_state=0)     # doctest: +SKIP
+>>> clf.fit(X_train, y_train, validation_data=(X_val, y_val))         # doctest: +SKIP
+>>> clf.score(X_test, y_test)                                          # doctest: +SKIP
 
 ``__init__`` only stores settings; :meth:`SpikingClassifier.fit` learns the
-attributes that end in an underscore.  Every choice of the learning rule is a
-parameter; the defaults are the ones we selected on a validation split carved
-from the MNIST training set (see ``results/README.md``).
+attributes that end in an underscore.  Initialisation lives in
+:mod:`stidi.init`, the kernels in :mod:`stidi.network`, files in
+:mod:`stidi._io`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
-import tempfile
 import time
-from dataclasses import dataclass
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from . import network as _net
-from .neuron import encode, first_spike_times
+from . import _io
+from ._codes import N_STATS, Col, LayerKind, Neuron, Optimizer, Schedule, Stat, make_rule
+from .architecture import parse_architecture
+from .binary import forward_weights
+from .datasets import shift_images
+from .init import calibrate_scale, init_weights, reinit_dead  # noqa: F401  (old import path)
+from .network import forward_network, train_epoch_batch, train_epoch_sgd
+from .neuron import _check_positive, encode
+from .rule import decide_batch
 
-__all__ = ["SpikingClassifier", "calibrate_scale"]
+__all__ = ["SpikingClassifier", "ConvSpikingClassifier", "calibrate_scale"]
 
-_FORMAT_VERSION = 1
-_SCHEDULES = {"exponential": 0, "cosine": 1}
-_SILENT_TARGETS = {"correct": 0, "all": 1}
-
-
-def _shift_images(T: np.ndarray, shape: tuple, dx: np.ndarray, dy: np.ndarray, fill: float) -> np.ndarray:
-    """Shift every row of ``T`` (flattened ``shape`` images) by ``(dy, dx)`` pixels, filling with ``fill``."""
-    h, w = shape
-    n = T.shape[0]
-    src = T.reshape(n, h, w)
-    out = np.full_like(src, fill)
-    for sy in np.unique(dy):
-        for sx in np.unique(dx):
-            idx = np.flatnonzero((dy == sy) & (dx == sx))
-            if idx.size == 0:
-                continue
-            ys, yd = (slice(0, h - sy), slice(sy, h)) if sy >= 0 else (slice(-sy, h), slice(0, h + sy))
-            xs, xd = (slice(0, w - sx), slice(sx, w)) if sx >= 0 else (slice(-sx, w), slice(0, w + sx))
-            out[idx, yd, xd] = src[idx, ys, xs]
-    return out.reshape(n, h * w)
+# Learning-rate defaults (units: each layer's calibrated initial scale s_l) when
+# lr_hidden / lr_output are None.  Dense networks: the rates chosen on a
+# validation split for 784-400-10 when they were absolute (1e-3 and 2.5e-6)
+# divided by that network's calibrated scales (about 0.175 and 0.016).
+# Networks with a convolution: the rates chosen for 28x28-16C5-P2-10.
+AUTO_LR = {False: {"lr_hidden": 5.7e-3, "lr_output": 1.6e-4},
+           True: {"lr_hidden": 1e-4, "lr_output": 1e-3}}
 
 
-def calibrate_scale(t_in: np.ndarray, W_raw: np.ndarray, target: float, theta: float,
-                    tau1: float, tau2: float, t_max: float, steps: int = 40) -> float:
-    r"""Scale :math:`s` such that the median first spike time of ``s * W_raw`` is ``target``.
+def _n_threads(n_jobs) -> int:
+    import numba
 
-    The median is taken over all (neuron, sample) pairs, silent pairs counting
-    as ``t_max``.  It decreases with :math:`s`, so we bisect on a log scale in
-    :math:`[10^{-4}, 10^{4}]`.
-    """
-    lo, hi = -4.0, 4.0
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        med = np.median(first_spike_times(t_in, (10.0 ** mid) * W_raw, theta, tau1, tau2, t_max))
-        if med > target:
-            lo = mid
-        else:
-            hi = mid
-    return float(10.0 ** (0.5 * (lo + hi)))
+    avail = int(numba.config.NUMBA_NUM_THREADS)
+    if n_jobs is None:
+        return 1
+    n = int(n_jobs)
+    if n == 0:
+        raise ValueError("n_jobs must be a positive number of threads, -1 (all) or None (1), got 0")
+    return max(1, n if n > 0 else avail + 1 + n)
 
 
-@dataclass
-class _Layout:
-    sizes: np.ndarray
-    w_off: np.ndarray
-    a_off: np.ndarray
+@contextmanager
+def _threads(n_jobs):
+    """Run Numba's parallel kernels on ``n_jobs`` threads (capped by the pool), then restore."""
+    import numba
 
-    @classmethod
-    def from_sizes(cls, sizes: Sequence[int]) -> "_Layout":
-        sizes = np.asarray(sizes, dtype=np.int64)
-        w = np.concatenate([[0], np.cumsum(sizes[:-1] * sizes[1:])]).astype(np.int64)
-        a = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        return cls(sizes, w, a)
-
-
-def _atomic_savez(path: Path, **arrays) -> None:
-    """Write an ``.npz`` next to its destination, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    n = min(_n_threads(n_jobs), int(numba.config.NUMBA_NUM_THREADS))
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        yield n
+    finally:
+        numba.set_num_threads(old)
 
 
 class SpikingClassifier:
-    r"""Fully connected single-spike SNN trained with STiDi-BP.
+    r"""Single-spike SNN trained with STiDi-BP: dense, convolutional, real or binary weights.
 
     Parameters
     ----------
-    hidden : sequence of int, default (400,)
-        Hidden layer widths; the output layer has one neuron per class.
+    arch : str, default "784-400-10"
+        Architecture string (:mod:`stidi.architecture`): e.g. ``"784-800-400-10"``,
+        ``"28x28-16C5-P2-10"``, ``"28x28-32C5-P2-64C5-P2-10"``; ``*`` as the first
+        (last) token takes the input size (number of classes) from the data.
+    binary : bool, default False
+        Forward pass with :math:`\alpha_l\,\mathrm{sign}(w)`, learning on real :math:`w`
+        (:mod:`stidi.binary`).
+    hidden : sequence of int or None
+        Deprecated: ``hidden=(400,)`` means ``arch="*-400-*"``, with the learning-rate
+        meaning of the former fully connected classifier kept for old code: with SGD,
+        ``lr``, ``lr_hidden`` and ``lr_output`` are absolute steps (defaults 1e-3 and
+        2.5e-6); with Adam, units of the calibrated scale (same defaults).
     t_max : float, default 256
         Coding and simulation window; also the time of "no spike".
     tau1, tau2 : float, default 128, 1024
         Rise and decay times of the triangular PSP.
     theta : float or sequence, default 1.0
-        Threshold of each layer (a scalar applies to all).
+        Threshold: one value, or one per weight layer.
     gamma : float, default 3
         Target margin of the output layer.
     target : {"relative", "minmax"}, default "relative"
-        Output target rule (see :mod:`stidi.network`).
+        Output target rule (:mod:`stidi.rule`).
     dtdv : {"linear", "constant", "slope"}, default "linear"
-        Approximation of :math:`\partial t/\partial v`: :math:`-t/\theta`,
-        :math:`-1` or :math:`-1/\dot v`.
+        Approximation of :math:`\partial t/\partial v`: :math:`-t/\theta`, :math:`-1`
+        or :math:`-1/\dot v`.
     hidden_error : {"s4nn", "displacement"}, default "s4nn"
-        How errors reach the layers below.
+        How errors reach the layers below (:mod:`stidi.dense`, :mod:`stidi.conv`).
     normalise : bool, default True
         Divide each layer's error vector by its L2 norm, per sample.
     beta : float, default 1.0
         Gain of the spike-time displacement (``hidden_error="displacement"``).
     lr : sequence of float or None
-        Learning rate per layer (hidden layers first).  ``None`` uses
-        ``lr_hidden`` for hidden layers and ``lr_output`` for the last layer.
-    lr_hidden, lr_output : float
-        Defaults used when ``lr`` is None (SGD: 1e-3 and 2.5e-6; Adam: both
-        as fractions of each layer's initial weight scale).
+        One learning rate per weight layer, **in units of the layer's calibrated
+        initial weight scale** :math:`s_l` (the step applied is ``lr_l * s_l``, so one
+        value suits layers of any fan-in).  ``None``: ``lr_conv`` for conv layers,
+        ``lr_hidden`` for hidden dense layers, ``lr_output`` for the last layer.
+    lr_conv : float, default 1e-4
+        Rate of conv layers when ``lr`` is None (chosen for ``28x28-16C5-P2-10``; a
+        deeper conv layer is unstable at this rate in our runs: give ``lr`` per layer).
+    lr_hidden, lr_output : float or None
+        Rates of hidden dense layers and of the output layer when ``lr`` is None.
+        ``None``: 5.7e-3 and 1.6e-4 for networks without convolutions, 1e-4 and
+        1e-3 for networks with one (each chosen on a validation split for the
+        default network of its family; see :data:`AUTO_LR`).
     lr_decay : float, default 0.7
-        Multiplicative learning-rate decay after every epoch
-        (``lr_schedule="exponential"``).
+        Multiplicative decay after every epoch (``lr_schedule="exponential"``).
     lr_schedule : {"exponential", "cosine"}, default "exponential"
         Epoch ``k`` (0-based) of ``E`` uses ``lr * lr_decay**k``, or
-        ``lr * (1 + cos(pi k / E)) / 2`` for ``"cosine"`` (``lr_decay`` is then
-        ignored; the cosine schedule depends on ``epochs``, so resume with the
-        same ``epochs``).
+        ``lr * (1 + cos(pi k / E)) / 2`` (``"cosine"``; resume with the same ``epochs``).
+    conv_reduce : {"sum", "mean"}, default "sum"
+        How a filter's update is reduced over the positions that share it.
     epochs : int, default 10
     batch_size : int, default 1
-        1 = online updates (serial, deterministic); > 1 = averaged mini-batches
-        computed on ``n_jobs`` threads.
+        1 = online updates (serial, deterministic); > 1 = averaged mini-batches,
+        each split into ``n_jobs`` fixed shares computed in parallel.
     optimizer : {"sgd", "adam"}, default "sgd"
     weight_decay : float, default 0
-        L2 decay coefficient (``W -= lr * weight_decay * W`` per update).
+        L2 decay (``W -= lr * weight_decay * W`` per update).
     augment : int, default 0
-        Data augmentation: every epoch, each training image is shifted by a
-        random whole number of pixels in ``[-augment, augment]`` along both
-        axes (vacated pixels are black, i.e. no spike).  Needs square images
-        (or ``X`` of shape ``(n, h, w)``).  The shifts come from
-        ``random_state``'s stream, so runs are reproducible and resumable.
+        Every epoch, each training image is shifted by a random whole number of
+        pixels in ``[-augment, augment]`` along both axes (vacated pixels: no
+        spike).  Needs single-channel images (square ones for a flat input).
     norm_floor : float, default 0
-        With ``normalise``, divide the output error by ``max(|e|, norm_floor)``
-        instead of ``|e|`` (hidden errors get the same overall gain), so a
-        sample whose targets are nearly met takes a small step.
+        With ``normalise``, the output error is divided by ``max(|e|, norm_floor)``
+        and hidden errors get the same overall gain, so samples whose targets are
+        nearly met take small steps.
     silent_target : {"correct", "all"}, default "correct"
-        When no output neuron fires: push only the correct neuron to fire
-        (at ``t_max - gamma``), or push every output neuron to fire.
+        When no output neuron fires: push only the correct neuron (to
+        ``t_max - gamma``), or every output neuron.
+    silent_hidden : {"none", "pull"}, default "none"
+        ``"pull"`` (our addition, S4NN-like errors only): a silent hidden unit whose
+        potential rose above 0 gets :math:`\min(0, \sum_j e_j w_{ji})`, applied at its
+        peak time, and a silent pooling window passes its error to the position that
+        came closest to threshold.
+    alpha_lr : float, default 0
+        Learning rate of the binary scales :math:`\alpha_l` (0: calibrated once, fixed).
+    binary_backward : {"real", "sign"}, default "real"
+        Weights that send errors down in binary networks.
     init_range : (float, float), default (-0.5, 1.0)
         Weights start as ``U(low, high) * s_l``.
     init_median : sequence of float or None
-        Median first spike time each layer is calibrated to at
-        initialisation (by choosing ``s_l``).  ``None``: hidden layers evenly
-        from 48 up, the output layer at 128 (with ``t_max = 256``; scaled
-        with ``t_max``).
-    init_samples : int, default 300
+        Median first spike time each weight layer is calibrated to (:mod:`stidi.init`).
+        ``None``: hidden weight layers evenly from 48 to 96, the output at 128
+        (for ``t_max = 256``; scaled with ``t_max``).
+    init_samples : int, default 100
         Training samples used for the calibration.
     dead_threshold : float, default 0.001
-        After every epoch, hidden neurons that fired on fewer than this
-        fraction of the epoch's samples get fresh input weights.
+        After every epoch, hidden neurons (conv filters: counted over positions) that
+        fired on fewer than this fraction of the epoch's samples get fresh weights.
     slope_floor : float, default 1e-3
         Lower bound on :math:`\dot v` for ``dtdv="slope"``.
-    n_jobs : int, default 2
-        Threads for mini-batches and evaluation.
+    n_jobs : int or None, default None
+        Threads of the parallel kernels (mini-batches, prediction, evaluation) while
+        the estimator runs: ``None`` = 1, ``-1`` = all of Numba's pool.  With
+        ``batch_size > 1`` it is also the number of shares a batch is split into,
+        so the result depends on ``n_jobs`` but never on thread scheduling.
     random_state : int or None
-    verbose : bool, default True
-        Show a progress bar (notebook-aware) and per-epoch lines.
+    verbose : bool, default False
+        Show a progress bar over epochs.
 
     Attributes
     ----------
-    coefs_ : list of ndarray
-        Weight matrices, shape ``(n_out, n_in)`` per layer.
+    arch_ : Architecture
+        The architecture, with ``*`` resolved.
+    coefs_ : list
+        Real weights per layer: ``(F, C, k, k)``, ``(n_out, n_in)`` or ``None`` (pooling).
+    forward_coefs_ : list
+        Weights of the forward pass (``alpha_l * sign(w)`` when binary).
     scales_ : ndarray
-        Calibrated initial weight scale of each layer.
+        Calibrated initial weight scale of each layer (1 for pooling).
+    alpha_ : ndarray
+        Binary scales (empty for real weights).
     history_ : list of dict
         Per-epoch accuracies, firing statistics and timings.
     best_epoch_ : int
         Epoch (1-based) whose weights were kept (best validation accuracy).
     classes_ : ndarray
+    n_features_in_ : int
+
+    Notes
+    -----
+    scikit-learn's ``check_estimator`` runs in ``tests/test_sklearn.py``; the checks
+    that cannot apply (inputs must be intensities in [0, 1], a spiking network needs
+    several samples per class to calibrate, ...) are listed there with their reasons.
     """
 
-    def __init__(self, hidden: Sequence[int] = (400,), *, t_max: float = 256.0,
-                 tau1: float = 128.0, tau2: float = 1024.0, theta: float | Sequence[float] = 1.0,
-                 gamma: float = 3.0, target: str = "relative", dtdv: str = "linear",
-                 hidden_error: str = "s4nn", normalise: bool = True, beta: float = 1.0,
-                 lr: Sequence[float] | None = None, lr_hidden: float = 1e-3,
-                 lr_output: float = 2.5e-6, lr_decay: float = 0.7,
-                 lr_schedule: str = "exponential", epochs: int = 10,
+    def __init__(self, arch: str = "784-400-10", *, binary: bool = False,
+                 hidden: Sequence[int] | None = None, t_max: float = 256.0, tau1: float = 128.0,
+                 tau2: float = 1024.0, theta: float | Sequence[float] = 1.0, gamma: float = 3.0,
+                 target: str = "relative", dtdv: str = "linear", hidden_error: str = "s4nn",
+                 normalise: bool = True, beta: float = 1.0, lr: Sequence[float] | None = None,
+                 lr_conv: float = 1e-4, lr_hidden: float | None = None,
+                 lr_output: float | None = None, lr_decay: float = 0.7,
+                 lr_schedule: str = "exponential", conv_reduce: str = "sum", epochs: int = 10,
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
                  augment: int = 0, norm_floor: float = 0.0, silent_target: str = "correct",
-                 init_range: tuple[float, float] = (-0.5, 1.0),
-                 init_median: Sequence[float] | None = None, init_samples: int = 300,
-                 dead_threshold: float = 0.001, slope_floor: float = 1e-3, n_jobs: int = 2,
-                 random_state: int | None = None, verbose: bool = True):
+                 silent_hidden: str = "none", alpha_lr: float = 0.0,
+                 binary_backward: str = "real", init_range: tuple[float, float] = (-0.5, 1.0),
+                 init_median: Sequence[float] | None = None, init_samples: int = 100,
+                 dead_threshold: float = 0.001, slope_floor: float = 1e-3,
+                 n_jobs: int | None = None, random_state: int | None = None,
+                 verbose: bool = False):
+        self.arch = arch
+        self.binary = binary
         self.hidden = hidden
         self.t_max = t_max
         self.tau1 = tau1
@@ -215,10 +231,12 @@ class SpikingClassifier:
         self.normalise = normalise
         self.beta = beta
         self.lr = lr
+        self.lr_conv = lr_conv
         self.lr_hidden = lr_hidden
         self.lr_output = lr_output
         self.lr_decay = lr_decay
         self.lr_schedule = lr_schedule
+        self.conv_reduce = conv_reduce
         self.epochs = epochs
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -226,6 +244,9 @@ class SpikingClassifier:
         self.augment = augment
         self.norm_floor = norm_floor
         self.silent_target = silent_target
+        self.silent_hidden = silent_hidden
+        self.alpha_lr = alpha_lr
+        self.binary_backward = binary_backward
         self.init_range = init_range
         self.init_median = init_median
         self.init_samples = init_samples
@@ -235,171 +256,226 @@ class SpikingClassifier:
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ config
-    def get_params(self) -> dict:
-        """Settings as a JSON-friendly dict."""
-        out = {}
-        for k in self.__init__.__code__.co_varnames[1:self.__init__.__code__.co_argcount
-                                                   + self.__init__.__code__.co_kwonlyargcount]:
-            v = getattr(self, k)
-            if isinstance(v, (tuple, list, np.ndarray)):
-                v = [float(x) if isinstance(x, (float, np.floating)) else int(x) for x in v]
-            out[k] = v
-        return out
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters, exactly as stored (``deep`` is accepted; there are no sub-estimators)."""
+        return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params) -> "SpikingClassifier":
+        """Set constructor parameters; an unknown name is an error."""
+        valid = set(self._param_names())
         for k, v in params.items():
-            if not hasattr(self, k):
-                raise ValueError(f"unknown parameter {k!r}")
+            if k not in valid:
+                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; "
+                                 f"valid parameters: {sorted(valid)}")
             setattr(self, k, v)
         return self
 
-    def _validate(self, n_in: int, n_classes: int) -> dict:
-        def choice(name, table):
-            v = getattr(self, name)
-            if v not in table:
-                raise ValueError(f"{name} must be one of {sorted(table)}, got {v!r}")
-            return table[v]
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (isinstance(v, type(defaults[k])) and v == defaults[k])]
+        return f"{type(self).__name__}({', '.join(changed)})"
 
-        hidden = [int(h) for h in (self.hidden if self.hidden is not None else ())]
-        if any(h <= 0 for h in hidden):
-            raise ValueError(f"hidden layer widths must be positive, got {self.hidden!r}")
-        sizes = [n_in, *hidden, n_classes]
-        L = len(sizes) - 1
+    def _arch_string(self) -> str:
+        if self.hidden is not None:
+            warnings.warn("SpikingClassifier(hidden=...) is deprecated; write arch='*-400-*' "
+                          "(input size and classes from the data) or e.g. arch='784-400-10'",
+                          FutureWarning, stacklevel=3)
+            widths = [int(h) for h in self.hidden]
+            if any(h <= 0 for h in widths):
+                raise ValueError(f"hidden layer widths must be positive, got {self.hidden!r}")
+            return "-".join(["*", *map(str, widths), "*"])
+        if not isinstance(self.arch, str):
+            raise TypeError(f"arch must be a string like '784-400-10' or '28x28-16C5-P2-10', "
+                            f"got {self.arch!r}")
+        return self.arch
+
+    def _validate(self, arch) -> dict:
+        """Check every setting; return the resolved per-layer values and kernel settings."""
         for name in ("t_max", "tau1", "tau2"):
-            v = float(getattr(self, name))
-            if not np.isfinite(v) or v <= 0:
-                raise ValueError(f"{name} must be > 0, got {v!r}")
-        thetas = np.broadcast_to(np.asarray(self.theta, dtype=np.float64), (L,)).copy() \
-            if np.ndim(self.theta) == 0 else np.asarray(self.theta, dtype=np.float64)
-        if thetas.shape != (L,) or np.any(~np.isfinite(thetas)) or np.any(thetas <= 0):
-            raise ValueError(f"theta must be > 0, one value or one per layer ({L}), got {self.theta!r}")
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma!r}")
-        if int(self.epochs) < 0 or int(self.batch_size) < 1:
-            raise ValueError("epochs must be >= 0 and batch_size >= 1")
-        opt = choice("optimizer", _net.OPTIMIZERS)
-        sched = choice("lr_schedule", _SCHEDULES)
-        silent = choice("silent_target", _SILENT_TARGETS)
-        if int(self.augment) < 0 or not np.isfinite(self.norm_floor) or self.norm_floor < 0:
-            raise ValueError("augment and norm_floor must be >= 0")
+            _check_positive(name, getattr(self, name))
+        wl = arch.weight_layers
+        nw = len(wl)
+        th = np.asarray(self.theta, dtype=np.float64)
+        th = np.full(nw, float(th)) if th.ndim == 0 else th
+        if th.shape != (nw,) or np.any(~np.isfinite(th)) or np.any(th <= 0):
+            raise ValueError(f"theta must be > 0, one value or one per weight layer ({nw}), "
+                             f"got {self.theta!r}")
+        legacy = self.hidden is not None  # the former fully connected classifier's rates
+        auto = {"lr_hidden": 1e-3, "lr_output": 2.5e-6} if legacy else AUTO_LR[arch.has_conv]
+        rates = {k: auto[k] if getattr(self, k) is None else getattr(self, k)
+                 for k in ("lr_hidden", "lr_output")}
         if self.lr is None:
-            lrs = [self.lr_hidden] * (L - 1) + [self.lr_output]
+            lrs = [rates["lr_output"] if l == wl[-1] else
+                   (self.lr_conv if arch.layers[l].kind == LayerKind.CONV else rates["lr_hidden"])
+                   for l in wl]
         else:
             lrs = list(self.lr)
-        if len(lrs) != L or any(not np.isfinite(x) or x < 0 for x in lrs):
-            raise ValueError(f"lr needs {L} non-negative values (one per layer), got {self.lr!r}")
+        try:
+            lrs = [float(v) for v in lrs]
+        except (TypeError, ValueError):
+            lrs = []
+        if len(lrs) != nw or any(not np.isfinite(v) or v < 0 for v in lrs):
+            raise ValueError(f"lr needs {nw} non-negative values (one per weight layer), got "
+                             f"{self.lr if self.lr is not None else lrs!r}")
         t_max = float(self.t_max)
         if self.init_median is None:
-            hid = np.linspace(48.0, 96.0, L - 1) if L > 2 else np.array([48.0] * (L - 1))
+            hid = np.linspace(48.0, 96.0, nw - 1) if nw > 2 else np.full(nw - 1, 48.0)
             med = [*(hid * t_max / 256.0), 128.0 * t_max / 256.0]
         else:
             med = [float(m) for m in self.init_median]
-        if len(med) != L or any(not 0 < m < t_max for m in med):
-            raise ValueError(f"init_median needs {L} values in (0, t_max), got {self.init_median!r}")
-        lo, hi = self.init_range
+        if len(med) != nw or any(not 0 < m < t_max for m in med):
+            raise ValueError(f"init_median needs {nw} values in (0, t_max), got {self.init_median!r}")
+        try:
+            lo, hi = (float(v) for v in self.init_range)
+        except (TypeError, ValueError):
+            lo, hi = 1.0, 0.0
         if not lo < hi:
             raise ValueError(f"init_range must be (low, high) with low < high, got {self.init_range!r}")
-        return dict(sizes=sizes, thetas=thetas, lrs=np.asarray(lrs, dtype=np.float64),
-                    target=choice("target", _net.TARGET_MODES), dtdv=choice("dtdv", _net.DTDV_MODES),
-                    hidden=choice("hidden_error", _net.HIDDEN_MODES), optimizer=opt, medians=med,
-                    schedule=sched, silent=silent)
+        for name, minimum in (("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
+                              ("weight_decay", 0.0), ("beta", 0.0), ("slope_floor", 0.0),
+                              ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float, np.number)) or isinstance(v, bool) \
+                    or not np.isfinite(v) or v < minimum:
+                raise ValueError(f"{name} must be a number >= {minimum:g}, got {v!r}")
+        for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+        _n_threads(self.n_jobs)
+        L = len(arch.layers)
+        full = np.ones((3, L))
+        full[1:] = 0.0
+        for q, l in enumerate(wl):
+            full[:, l] = th[q], lrs[q], med[q]
+        rule = make_rule(gamma=self.gamma, target=self.target, dtdv=self.dtdv,
+                         hidden_error=self.hidden_error, normalise=self.normalise, beta=self.beta,
+                         slope_floor=self.slope_floor, norm_floor=self.norm_floor,
+                         silent_target=self.silent_target, silent_hidden=self.silent_hidden,
+                         conv_reduce=self.conv_reduce, weight_decay=self.weight_decay,
+                         binary_backward=self.binary_backward, alpha_lr=self.alpha_lr)
+        optimizer = int(Optimizer.parse("optimizer", self.optimizer))
+        return dict(thetas=full[0].copy(), lrs=full[1].copy(), medians=full[2].copy(), rule=rule,
+                    neuron=Neuron(float(self.tau1), float(self.tau2), t_max), optimizer=optimizer,
+                    absolute_lr=legacy and optimizer == Optimizer.SGD,
+                    schedule=Schedule.parse("lr_schedule", self.lr_schedule))
 
-    # ------------------------------------------------------------- inputs
-    def _times(self, X) -> np.ndarray:
+    # ------------------------------------------------------------------ inputs
+    def _flat(self, X) -> np.ndarray:
+        if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+            raise TypeError("sparse input is not supported: pass a dense array of intensities")
         X = np.asarray(X)
+        if np.iscomplexobj(X):
+            raise ValueError("Complex data not supported: X must hold real intensities")
+        if X.dtype == object:
+            X = X.astype(np.float64)
         if X.ndim < 2:
-            raise ValueError(f"X must have shape (n_samples, ...) , got shape {X.shape}")
+            raise ValueError(f"X must have shape (n_samples, ...), got shape {X.shape}; Reshape your "
+                             "data with X[None] for a single sample or X.reshape(-1, 1) for one feature")
         if X.shape[0] == 0:
-            raise ValueError("X has no samples")
+            raise ValueError(f"X has 0 samples (shape={X.shape}) while a minimum of 1 is required")
         flat = X.reshape(X.shape[0], -1)
-        if hasattr(self, "n_features_in_") and flat.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {flat.shape[1]} features per sample, the model expects "
-                             f"{self.n_features_in_}")
+        if flat.shape[1] == 0:
+            raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+        return flat
+
+    def _times(self, X) -> np.ndarray:
+        flat = self._flat(X)
+        arch = self.arch_
+        if flat.shape[1] != arch.n_inputs:
+            raise ValueError(f"X has {flat.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{arch.n_inputs} features as input (architecture {arch.text!r}, input "
+                             f"{arch.input_shape} as (C, H, W))")
+        shape = np.asarray(X).shape[1:]
+        if len(shape) > 1 and not arch.flat_input and \
+                shape not in (tuple(arch.input_shape), tuple(arch.input_shape[1:])):
+            raise ValueError(f"X has samples of shape {shape}; the architecture {arch.text!r} "
+                             f"expects {arch.input_shape} (C, H, W), {arch.input_shape[1:]} or flat")
         return np.ascontiguousarray(encode(flat, self.t_max))
 
     def _labels(self, y, n: int) -> np.ndarray:
         y = np.asarray(y)
         if y.shape != (n,):
             raise ValueError(f"y must have shape ({n},), got {y.shape}")
-        if hasattr(self, "classes_"):
-            idx = np.searchsorted(self.classes_, y)
-            idx = np.clip(idx, 0, len(self.classes_) - 1)
-            if not np.all(self.classes_[idx] == y):
-                raise ValueError("y contains labels not seen during fit")
-            return idx.astype(np.int64)
-        return y
+        idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
+        unseen = self.classes_[idx] != y
+        if np.any(unseen):
+            raise ValueError(f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}")
+        return idx.astype(np.int64)
 
-    # ------------------------------------------------------------- weights
-    def _W_layer(self, l: int) -> np.ndarray:
-        lay = self.layout_
-        n_in, n_out = lay.sizes[l], lay.sizes[l + 1]
-        return self.W_[lay.w_off[l]:lay.w_off[l + 1]].reshape(n_in, n_out)
+    def _augment_shape(self):
+        if int(self.augment) == 0:
+            return None
+        arch = self.arch_
+        if not arch.flat_input:
+            if arch.input_shape[0] != 1:
+                raise ValueError("augment needs single-channel images")
+            return tuple(arch.input_shape[1:])
+        shape = getattr(self, "_fit_shape", ())
+        if len(shape) == 2:
+            return tuple(shape)
+        side = int(round(np.sqrt(arch.n_inputs)))
+        if side * side != arch.n_inputs:
+            raise ValueError("augment needs square images or X of shape (n, height, width)")
+        return (side, side)
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def coefs_(self) -> list:
+        """Real weights per layer: ``(F, C, k, k)``, ``(n_out, n_in)`` or ``None`` (pooling)."""
+        self._check_fitted()
+        return self.arch_.unpack(self.W_)
 
     @property
-    def coefs_(self) -> list[np.ndarray]:
-        return [self._W_layer(l).T.copy() for l in range(len(self.layout_.sizes) - 1)]
+    def forward_coefs_(self) -> list:
+        """Weights of the forward pass (``alpha_l * sign(w)`` when binary)."""
+        self._check_fitted()
+        return self.arch_.unpack(self._forward_weights())
 
-    def _init_weights(self, T: np.ndarray, cfg: dict, rng: np.random.Generator) -> None:
-        lay = self.layout_
-        lo, hi = self.init_range
-        self.W_ = np.empty(int(lay.w_off[-1]))
-        scales = []
-        t_prev = T[: self.init_samples]
-        for l in range(len(lay.sizes) - 1):
-            n_in, n_out = int(lay.sizes[l]), int(lay.sizes[l + 1])
-            raw = rng.uniform(lo, hi, size=(n_out, n_in))
-            s = calibrate_scale(t_prev, raw, cfg["medians"][l], cfg["thetas"][l], self.tau1,
-                                self.tau2, self.t_max)
-            scales.append(s)
-            self._W_layer(l)[...] = (s * raw).T
-            t_prev = first_spike_times(t_prev, s * raw, cfg["thetas"][l], self.tau1, self.tau2, self.t_max)
-        self.scales_ = np.asarray(scales)
+    def _forward_weights(self, W=None) -> np.ndarray:
+        W = self.W_ if W is None else W
+        return np.ascontiguousarray(forward_weights(W, self.arch_.offsets()[1], self.alpha_))
 
-    def _reinit_dead(self, fire_counts: np.ndarray, n_seen: int, rng: np.random.Generator) -> int:
-        if self.dead_threshold <= 0 or n_seen == 0:
-            return 0
-        lay = self.layout_
-        lo, hi = self.init_range
-        total = 0
-        for l in range(len(lay.sizes) - 2):  # hidden layers only
-            counts = fire_counts[lay.a_off[l + 1]:lay.a_off[l + 2]]
-            dead = np.flatnonzero(counts < self.dead_threshold * n_seen)
-            if dead.size:
-                Wl = self._W_layer(l)
-                Wl[:, dead] = self.scales_[l] * rng.uniform(lo, hi, size=(Wl.shape[0], dead.size))
-                total += dead.size
-        return total
-
-    # ------------------------------------------------------------- forward
+    # ------------------------------------------------------------------ forward
     def _forward(self, T: np.ndarray, chunk: int = 4096):
-        lay = self.layout_
-        a_total = int(lay.a_off[-1])
-        out = []
-        for s in range(0, T.shape[0], chunk):
-            Tc = T[s:s + chunk]
-            t_all = np.empty((Tc.shape[0], a_total))
-            slope = np.empty_like(t_all)
-            vpk = np.empty_like(t_all)
-            _net.forward_network(Tc, self.W_, lay.w_off, lay.a_off, lay.sizes, self.thetas_,
-                                 float(self.tau1), float(self.tau2), float(self.t_max), t_all, slope, vpk)
-            out.append((t_all, slope, vpk))
-        return tuple(np.concatenate([o[k] for o in out]) for k in range(3))
+        a_off, w_off = self.arch_.offsets()
+        desc = self.arch_.descriptor()
+        Wf = self._forward_weights()
+        neuron = Neuron(float(self.tau1), float(self.tau2), float(self.t_max))
+        out = np.empty((3, T.shape[0], int(a_off[-1])))
+        with _threads(self.n_jobs):
+            for s in range(0, T.shape[0], chunk):
+                e = min(s + chunk, T.shape[0])
+                forward_network(T[s:e], Wf, desc, w_off, a_off, self.thetas_, neuron,
+                                out[0, s:e], out[1, s:e], out[2, s:e])
+        return out[0], out[1], out[2]
+
+    def _decide(self, t_all, slope, vpk, fallback=True):
+        a = self.arch_.offsets()[0]
+        o = slice(int(a[-2]), int(a[-1]))
+        n = t_all.shape[0]
+        pred = np.empty(n, dtype=np.int64)
+        tied = np.empty(n, dtype=np.bool_)
+        with _threads(self.n_jobs):
+            decide_batch(np.ascontiguousarray(t_all[:, o]), np.ascontiguousarray(slope[:, o]),
+                         np.ascontiguousarray(vpk[:, o]), float(self.t_max), bool(fallback), pred, tied)
+        return pred, tied
 
     def _evaluate_times(self, T: np.ndarray, y: np.ndarray) -> dict:
         t_all, slope, vpk = self._forward(T)
-        a = self.layout_.a_off
-        o = slice(int(a[-2]), int(a[-1]))
-        n = T.shape[0]
-        pred = np.empty(n, dtype=np.int64)
-        tied = np.empty(n, dtype=np.bool_)
-        _net.decide_batch(t_all[:, o], slope[:, o], vpk[:, o], float(self.t_max), True, pred, tied)
-        strict = pred.copy()
-        silent = np.all(t_all[:, o] >= self.t_max, axis=1)
-        strict[silent] = -1
+        pred, tied = self._decide(t_all, slope, vpk)
+        a = self.arch_.offsets()[0]
+        silent = np.all(t_all[:, int(a[-2]):int(a[-1])] >= self.t_max, axis=1)
         res = {
             "accuracy": float(np.mean(pred == y)),
-            "accuracy_no_fallback": float(np.mean(strict == y)),
+            "accuracy_no_fallback": float(np.mean(np.where(silent, -1, pred) == y)),
             "output_silent_fraction": float(np.mean(silent)),
             "tie_fraction": float(np.mean(tied)),
             "silent_fraction": [],
@@ -411,246 +487,336 @@ class SpikingClassifier:
             res["median_spike_time"].append(float(np.median(tl)))
         return res
 
-    # ------------------------------------------------------------- public API
+    # ------------------------------------------------------------------ training
+    def _reset(self) -> None:
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+
     def fit(self, X, y, *, validation_data=None, checkpoint: str | os.PathLike | None = None,
             resume: bool = False) -> "SpikingClassifier":
-        """Train on images ``X`` (uint8 0..255 or float 0..1, any trailing shape).
+        """Train on images ``X`` (uint8 0..255 or floats in [0, 1]).
 
         Parameters
         ----------
-        X, y : array_like
-            Training images and integer labels.
+        X : array_like, shape ``(n, H, W)``, ``(n, C, H, W)`` or flat ``(n, C*H*W)``
+        y : array_like, shape ``(n,)``
+            Labels (any sortable values, at least two classes).
         validation_data : (X_val, y_val), optional
             Evaluated after every epoch; the weights of the epoch with the best
-            validation accuracy are kept (model selection never looks at a
-            test set).
+            validation accuracy are kept (model selection never looks at a test set).
         checkpoint : path, optional
             ``.npz`` file written atomically after every epoch.
         resume : bool
-            Continue from ``checkpoint`` if it exists.  Training resumed this
-            way ends with the same weights as an uninterrupted run.
+            Continue from ``checkpoint`` if it exists; a resumed run ends with the
+            same weights as an uninterrupted one.
         """
-        T = self._times(X)
+        self._reset()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        flat = self._flat(X)
         y = np.asarray(y)
-        shape = None
-        if int(self.augment) > 0:
-            Xs = np.shape(X)
-            side = int(round(np.sqrt(T.shape[1])))
-            shape = tuple(Xs[1:]) if len(Xs) == 3 else (side, side)
-            if shape[0] * shape[1] != T.shape[1]:
-                raise ValueError("augment needs square images or X of shape (n, height, width)")
-        if y.shape != (T.shape[0],):
-            raise ValueError(f"y must have shape ({T.shape[0]},), got {y.shape}")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError("y needs at least two classes")
-        self.n_features_in_ = T.shape[1]
-        yi = self._labels(y, T.shape[0])
-        cfg = self._validate(T.shape[1], len(self.classes_))
-        self.layout_ = _Layout.from_sizes(cfg["sizes"])
+        if y.ndim != 1 or y.shape[0] != flat.shape[0]:
+            raise ValueError(f"y must have shape ({flat.shape[0]},), got {y.shape}")
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+            raise ValueError("Unknown label type: continuous (y holds non-integer numbers; a classifier "
+                             "needs class labels)")
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y needs at least two classes, got {len(classes)} "
+                             f"({flat.shape[0]} sample{'s' if flat.shape[0] != 1 else ''})")
+        arch = parse_architecture(self._arch_string(), n_inputs=flat.shape[1], n_classes=len(classes))
+        if arch.n_outputs != len(classes):
+            raise ValueError(f"the output layer of {arch.text!r} has {arch.n_outputs} neurons but y "
+                             f"has {len(classes)} classes")
+        self.arch_ = arch
+        cfg = self._validate(arch)
+        self._fit_shape = np.asarray(X).shape[1:]
+        T = self._times(X)
+        self.classes_ = classes
+        self.n_features_in_ = int(flat.shape[1])
         self.thetas_ = cfg["thetas"]
+        yi = self._labels(y, T.shape[0])
         val = None
         if validation_data is not None:
             Xv, yv = validation_data
             Tv = self._times(Xv)
-            val = (Tv, self._labels(np.asarray(yv), Tv.shape[0]))
-
+            val = (Tv, self._labels(yv, Tv.shape[0]))
+        shape = self._augment_shape()
         rng = np.random.default_rng(self.random_state)
         start_epoch = 0
         ckpt = Path(checkpoint) if checkpoint is not None else None
-        if resume and ckpt is not None and ckpt.exists():
-            state = self._load_state(ckpt)
-            rng.bit_generator.state = state["rng"]
-            start_epoch = state["epoch"]
-        else:
-            self._init_weights(T, cfg, rng)
-            self.history_ = []
-            self.m1_ = np.zeros_like(self.W_)
-            self.m2_ = np.zeros_like(self.W_)
-            self.step_ = 0
-            self.best_W_ = self.W_.copy()
-            self.best_epoch_ = 0
-            self.best_score_ = -1.0
-
-        lay = self.layout_
-        lrs0 = cfg["lrs"] * (self.scales_ if cfg["optimizer"] == 1 else 1.0)
-        bar = _progress(self.epochs, start_epoch, self.verbose)
-        for epoch in range(start_epoch, int(self.epochs)):
-            t0 = time.perf_counter()
-            order = rng.permutation(T.shape[0]).astype(np.int64)
-            if cfg["schedule"] == 1:
-                lrs = lrs0 * 0.5 * (1.0 + np.cos(np.pi * epoch / max(int(self.epochs), 1)))
+        with _threads(self.n_jobs):
+            if resume and ckpt is not None and ckpt.exists():
+                state = self._load_state(ckpt)
+                rng.bit_generator.state = state["rng"]
+                start_epoch = state["epoch"]
             else:
-                lrs = lrs0 * self.lr_decay ** epoch
-            Te = T
-            if shape is not None:
-                k = int(self.augment)
-                d = rng.integers(-k, k + 1, size=(2, T.shape[0]))
-                Te = _shift_images(T, shape, d[0], d[1], float(self.t_max))
-            stats = np.zeros(_net.N_STATS)
-            fire = np.zeros(int(lay.a_off[-1]))
-            common = (Te, yi, order, self.W_, lay.w_off, lay.a_off, lay.sizes, self.thetas_, lrs,
-                      float(self.tau1), float(self.tau2), float(self.t_max), float(self.gamma),
-                      cfg["target"], cfg["dtdv"], cfg["hidden"], bool(self.normalise),
-                      float(self.beta), float(self.slope_floor), float(self.weight_decay), stats, fire)
-            extra = (float(self.norm_floor), cfg["silent"])
-            if self.batch_size == 1 and cfg["optimizer"] == 0:
-                _net.train_epoch_sgd(*common, *extra)
-            else:
-                self.step_ = _net.train_epoch_batch(
-                    *common, int(self.batch_size), max(1, min(int(self.n_jobs), int(self.batch_size))),
-                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_), 0.9, 0.999, 1e-8, *extra)
-            reinit = self._reinit_dead(fire, T.shape[0], rng)
-            train_seconds = time.perf_counter() - t0
-            rec = {
-                "epoch": epoch + 1,
-                "train_accuracy_running": stats[_net.ST_CORRECT] / max(stats[_net.ST_N], 1),
-                "train_output_silent_fraction": stats[_net.ST_OUT_SILENT] / max(stats[_net.ST_N], 1),
-                "train_hidden_silent_fraction": [
-                    float(1 - fire[lay.a_off[l]:lay.a_off[l + 1]].mean() / T.shape[0])
-                    for l in range(1, len(lay.sizes) - 1)],
-                "reinitialised": int(reinit),
-                "lr": [float(x) for x in lrs],
-                "train_seconds": train_seconds,
-            }
-            if val is not None:
-                ev = self._evaluate_times(*val)
-                rec.update({"val_" + k: v for k, v in ev.items()})
-                if ev["accuracy"] > self.best_score_:
-                    self.best_score_ = ev["accuracy"]
-                    self.best_epoch_ = epoch + 1
-                    self.best_W_ = self.W_.copy()
-            else:
-                self.best_W_ = self.W_.copy()
-                self.best_epoch_ = epoch + 1
-            rec["seconds"] = time.perf_counter() - t0
-            self.history_.append(rec)
-            if ckpt is not None:
-                self._save_state(ckpt, rng=rng.bit_generator.state, epoch=epoch + 1)
-            bar.update(rec)
-        bar.close()
+                self.W_, self.scales_, self.alpha_ = init_weights(
+                    arch, T[: int(self.init_samples)], cfg["medians"], cfg["thetas"], self.init_range,
+                    bool(self.binary), cfg["neuron"], rng)
+                self.history_ = []
+                self.m1_ = np.zeros_like(self.W_)
+                self.m2_ = np.zeros_like(self.W_)
+                self.step_ = 0
+                self.best_W_, self.best_alpha_ = self.W_.copy(), self.alpha_.copy()
+                self.best_epoch_ = 0
+                self.best_score_ = -1.0
+            bar = _io.Progress(int(self.epochs), start_epoch, bool(self.verbose))
+            for epoch in range(start_epoch, int(self.epochs)):
+                t0 = time.perf_counter()
+                rec = self._run_epoch(T, yi, cfg, epoch, shape, rng)
+                self._select_best(rec, val, epoch)
+                rec["seconds"] = time.perf_counter() - t0
+                self.history_.append(rec)
+                if ckpt is not None:
+                    self._save_state(ckpt, rng=rng.bit_generator.state, epoch=epoch + 1)
+                bar.update(rec)
+            bar.close()
         self.last_W_ = self.W_.copy()
         self.W_ = self.best_W_.copy()
+        self.alpha_ = self.best_alpha_.copy()
         return self
 
-    def predict(self, X, *, fallback: bool = True) -> np.ndarray:
-        """Class of the first output neuron to fire (see :func:`stidi.network.decide`).
+    def _run_epoch(self, T, yi, cfg, epoch, shape, rng) -> dict:
+        t0 = time.perf_counter()
+        order = rng.permutation(T.shape[0]).astype(np.int64)
+        lrs0 = cfg["lrs"] * (1.0 if cfg["absolute_lr"] else self.scales_)
+        if cfg["schedule"] == Schedule.COSINE:
+            lrs = lrs0 * 0.5 * (1.0 + np.cos(np.pi * epoch / max(int(self.epochs), 1)))
+        else:
+            lrs = lrs0 * self.lr_decay ** epoch
+        if shape is not None:
+            k = int(self.augment)
+            d = rng.integers(-k, k + 1, size=(2, T.shape[0]))
+            T = shift_images(T, shape, d[0], d[1], float(self.t_max))
+        a_off, w_off = self.arch_.offsets()
+        stats = np.zeros(N_STATS)
+        fire = np.zeros(int(a_off[-1]))
+        Wf = self._forward_weights()
+        args = (T, yi, order, self.W_, Wf, self.alpha_, self.arch_.descriptor(), w_off, a_off,
+                self.thetas_, lrs, cfg["neuron"], cfg["rule"], stats, fire)
+        if int(self.batch_size) == 1 and cfg["optimizer"] == Optimizer.SGD:
+            train_epoch_sgd(*args)
+        else:
+            self.step_ = train_epoch_batch(*args, int(self.batch_size),
+                                           min(_n_threads(self.n_jobs), int(self.batch_size)),
+                                           cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
+        reinit = reinit_dead(self.arch_, self.W_, fire, T.shape[0], float(self.dead_threshold),
+                             self.scales_, self.init_range, rng)
+        seconds = time.perf_counter() - t0
+        n = max(stats[Stat.N], 1)
+        rec = {
+            "epoch": epoch + 1,
+            "train_accuracy_running": stats[Stat.CORRECT] / n,
+            "train_output_silent_fraction": stats[Stat.OUT_SILENT] / n,
+            "train_hidden_silent_fraction": [float(1 - fire[a_off[l]:a_off[l + 1]].mean() / T.shape[0])
+                                             for l in range(1, len(a_off) - 2)],
+            "reinitialised": int(reinit),
+            "lr": [float(v) for v in lrs],
+            "train_seconds": seconds,
+            "seconds_per_image": seconds / T.shape[0],
+        }
+        if self.binary:
+            rec["alpha"] = [float(v) for v in self.alpha_]
+        return rec
 
-        With ``fallback=False`` a sample with no output spike gets -1.
+    def _select_best(self, rec: dict, val, epoch: int) -> None:
+        """Keep the weights of the best validation epoch (the last epoch without validation data)."""
+        if val is not None:
+            ev = self._evaluate_times(*val)
+            rec.update({"val_" + k: v for k, v in ev.items()})
+            if ev["accuracy"] <= self.best_score_:
+                return
+            self.best_score_ = ev["accuracy"]
+        self.best_epoch_ = epoch + 1
+        self.best_W_, self.best_alpha_ = self.W_.copy(), self.alpha_.copy()
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, X, *, fallback: bool = True) -> np.ndarray:
+        """Class of the first output neuron to fire (:func:`stidi.rule.decide`).
+
+        With ``fallback=False`` a sample with no output spike gets -1 (the result
+        then has a dtype that can hold -1: signed for integer labels, ``object``
+        for other labels, with ``None`` instead of -1).
         """
         self._check_fitted()
-        T = self._times(X)
-        t_all, slope, vpk = self._forward(T)
-        a = self.layout_.a_off
-        o = slice(int(a[-2]), int(a[-1]))
-        pred = np.empty(T.shape[0], dtype=np.int64)
-        tied = np.empty(T.shape[0], dtype=np.bool_)
-        _net.decide_batch(t_all[:, o], slope[:, o], vpk[:, o], float(self.t_max), bool(fallback), pred, tied)
-        # a dtype that can also hold -1 (uint8 labels become int16)
-        out = np.full(pred.shape, -1, dtype=np.result_type(self.classes_.dtype, np.int8))
+        pred, _ = self._decide(*self._forward(self._times(X)), fallback=fallback)
+        if fallback:
+            return self.classes_[pred]
+        dt = self.classes_.dtype
+        if np.issubdtype(dt, np.number):
+            out = np.full(pred.shape, -1, dtype=np.result_type(dt, np.int8))
+        else:
+            out = np.full(pred.shape, None, dtype=object)
         ok = pred >= 0
         out[ok] = self.classes_[pred[ok]]
         return out
 
-    def spike_times(self, X) -> list[np.ndarray]:
-        """Spike times of every layer (input first), one ``(n_samples, n_l)`` array each."""
+    def spike_times(self, X) -> list:
+        """Spike times of every layer, input first: ``(n, C, H, W)`` maps or ``(n, width)``."""
         self._check_fitted()
         t_all = self._forward(self._times(X))[0]
-        a = self.layout_.a_off
-        return [t_all[:, int(a[l]):int(a[l + 1])] for l in range(len(a) - 1)]
+        a = self.arch_.offsets()[0]
+        kinds = [None] + [lay.kind for lay in self.arch_.layers]
+        shapes = [self.arch_.input_shape] + [lay.out_shape for lay in self.arch_.layers]
+        out = []
+        for l in range(len(a) - 1):
+            t = t_all[:, int(a[l]):int(a[l + 1])]
+            flat = kinds[l] == LayerKind.DENSE or (l == 0 and self.arch_.flat_input)
+            out.append(t if flat else t.reshape(t.shape[0], *shapes[l]))
+        return out
 
     def score(self, X, y, *, fallback: bool = True) -> float:
         """Accuracy of :meth:`predict` on ``(X, y)``."""
         return float(np.mean(self.predict(X, fallback=fallback) == np.asarray(y)))
 
     def evaluate(self, X, y) -> dict:
-        """Accuracy with and without the silent-output fallback, plus firing statistics."""
+        """Accuracy with and without the silent-output fallback, plus per-layer firing statistics."""
         self._check_fitted()
         T = self._times(X)
-        return self._evaluate_times(T, self._labels(np.asarray(y), T.shape[0]))
+        return self._evaluate_times(T, self._labels(y, T.shape[0]))
+
+    def cost_report(self, X) -> dict:
+        """Memory and synaptic operations per inference.
+
+        * ``bits_per_synapse``: 64 (float64 as stored; 32 if cast to float32) for real
+          weights, 1 for binary ones (plus one 64-bit ``alpha`` per layer).
+        * ``synops``: PSP contributions integrated per image, averaged over ``X``: for
+          each input spike before ``t_max``, one per neuron it projects to (conv: the
+          filters at every valid output position whose receptive field contains it).
+          These are the weight reads the event-driven sweep makes at PSP onsets:
+          multiply-accumulates for real weights, additions for binary ones.
+        """
+        self._check_fitted()
+        maps = self.spike_times(X)
+        n = maps[0].shape[0]
+        layers, total_ops, total_bytes = [], 0.0, 0.0
+        bits = 1 if self.binary else 64
+        for l, (lay, shape) in enumerate(zip(self.arch_.layers, self.arch_.weight_shapes())):
+            kind = lay.kind.name.lower()
+            if shape is None:
+                layers.append(dict(layer=lay.token, kind=kind, synapses=0, bytes=0.0, synops=0.0))
+                continue
+            n_syn = int(np.prod(shape))
+            nbytes = n_syn * bits / 8 + (8 if self.binary else 0)
+            F = lay.out_shape[0]
+            if lay.kind == LayerKind.DENSE:
+                ops = float((maps[l].reshape(n, -1) < self.t_max).sum(axis=1).mean()) * F
+            else:
+                k, p = lay.k, lay.pad
+                act = (maps[l].reshape(n, *lay.in_shape) < self.t_max)
+                act = np.pad(act, ((0, 0), (0, 0), (p, p), (p, p))).astype(np.float64)
+                win = np.lib.stride_tricks.sliding_window_view(act, (k, k), axis=(2, 3))
+                ops = float(win.sum(axis=(1, 4, 5)).sum(axis=(1, 2)).mean()) * F
+            total_ops += ops
+            total_bytes += nbytes
+            layers.append(dict(layer=lay.token, kind=kind, synapses=n_syn, bits_per_synapse=bits,
+                               bytes=nbytes, synops=ops))
+        return {
+            "binary": bool(self.binary), "bits_per_synapse": bits,
+            "bits_per_synapse_float32": 1 if self.binary else 32,
+            "weight_bytes": total_bytes,
+            "weight_bytes_float32": total_bytes if self.binary else total_bytes / 2,
+            "synops_per_image": total_ops, "op_kind": "add" if self.binary else "mac",
+            "layers": layers,
+        }
 
     def _check_fitted(self):
         if not hasattr(self, "W_"):
-            raise RuntimeError("this SpikingClassifier is not fitted yet; call fit() first")
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() first")
 
-    # ------------------------------------------------------------- persistence
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "W_")
+
+    def __sklearn_tags__(self):
+        """Estimator tags for scikit-learn (imported only when scikit-learn asks)."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(), input_tags=InputTags(positive_only=True))
+
+    # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict:
         return dict(
-            format_version=np.array(_FORMAT_VERSION),
-            params=np.array(json.dumps(self.get_params())),
-            sizes=self.layout_.sizes, thetas=self.thetas_, W=self.W_, scales=self.scales_,
+            format_version=np.array(_io.FORMAT_VERSION), kind=np.array(_io.KIND),
+            params=np.array(_io.params_json(self.get_params())), arch=np.array(self.arch_.text),
+            thetas=self.thetas_, W=self.W_, alpha=self.alpha_, scales=self.scales_,
             classes=self.classes_, history=np.array(json.dumps(self.history_)),
             best_epoch=np.array(self.best_epoch_), n_features_in=np.array(self.n_features_in_),
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save settings, weights and history to ``path`` (``numpy.savez``; atomic)."""
+        """Save settings, weights and history (``numpy.savez``, atomic, no pickle; format 2)."""
         self._check_fitted()
-        _atomic_savez(Path(path), **self._arrays())
+        _io.atomic_savez(Path(path), **self._arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SpikingClassifier":
-        """Load a model written by :meth:`save` (no pickle involved)."""
-        with np.load(path, allow_pickle=False) as z:
-            if int(z["format_version"]) != _FORMAT_VERSION:
-                raise ValueError(f"{path}: unsupported model format {int(z['format_version'])}")
-            params = json.loads(str(z["params"]))
+        """Load a model written by :meth:`save` (format 2) or by an earlier version (format 1)."""
+        data = _io.read_model(path)
+        defaults = {p.name: p.default for p in inspect.signature(SpikingClassifier.__init__).parameters.values()}
+        params = {k: tuple(v) if isinstance(defaults[k], tuple) and isinstance(v, list) else v
+                  for k, v in data["params"].items() if k in defaults and k != "self"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
             clf = cls(**params)
-            clf._restore(z)
+        clf._restore(data)
         return clf
 
-    def _restore(self, z) -> None:
-        self.layout_ = _Layout.from_sizes(z["sizes"])
-        self.thetas_ = z["thetas"].copy()
-        self.W_ = z["W"].copy()
-        self.scales_ = z["scales"].copy()
+    def _restore(self, z: dict) -> None:
+        arch = parse_architecture(str(z["arch"]))
+        self.arch_ = arch
+        self._validate(arch)
+        W = np.asarray(z["W"], dtype=np.float64)
+        if W.shape != (int(arch.offsets()[1][-1]),):
+            raise _io.ModelFileError(f"stored weights ({W.size}) do not match the architecture {arch.text!r}")
+        self.W_ = W.copy()
+        self.thetas_ = np.asarray(z["thetas"], dtype=np.float64).copy()
+        self.alpha_ = np.asarray(z.get("alpha", np.empty(0)), dtype=np.float64).copy()
+        self.scales_ = np.asarray(z["scales"], dtype=np.float64).copy()
         self.classes_ = z["classes"].copy()
         self.history_ = json.loads(str(z["history"]))
         self.best_epoch_ = int(z["best_epoch"])
-        self.n_features_in_ = int(z["n_features_in"])
+        self.n_features_in_ = arch.n_inputs
 
     def _save_state(self, path: Path, *, rng: dict, epoch: int) -> None:
         arrays = self._arrays()
         arrays.update(m1=self.m1_, m2=self.m2_, step=np.array(self.step_), best_W=self.best_W_,
-                      best_score=np.array(self.best_score_), epoch=np.array(epoch),
-                      rng=np.array(json.dumps(rng)))
-        _atomic_savez(path, **arrays)
+                      best_alpha=self.best_alpha_, best_score=np.array(self.best_score_),
+                      epoch=np.array(epoch), rng=np.array(json.dumps(rng)))
+        _io.atomic_savez(path, **arrays)
 
     def _load_state(self, path: Path) -> dict:
-        with np.load(path, allow_pickle=False) as z:
-            saved = json.loads(str(z["params"]))
-            mine = self.get_params()
-            diff = {k for k in mine if k not in ("epochs", "verbose", "n_jobs") and saved.get(k) != mine[k]}
-            if diff:
-                raise ValueError(f"checkpoint {path} was written with different settings: {sorted(diff)}")
-            self._restore(z)
-            self.m1_ = z["m1"].copy()
-            self.m2_ = z["m2"].copy()
-            self.step_ = int(z["step"])
-            self.best_W_ = z["best_W"].copy()
-            self.best_score_ = float(z["best_score"])
-            return {"epoch": int(z["epoch"]), "rng": json.loads(str(z["rng"]))}
+        z = _io.read_model(path)
+        if "epoch" not in z:
+            raise _io.ModelFileError(f"{path}: a saved model, not a training checkpoint")
+        mine = json.loads(_io.params_json(self.get_params()))
+        ignore = {"epochs", "verbose"} | ({"n_jobs"} if int(self.batch_size) == 1 else set())
+        diff = sorted(k for k in mine if k not in ignore and z["params"].get(k) != mine[k])
+        if diff or str(z["arch"]) != self.arch_.text:
+            raise ValueError(f"checkpoint {path} was written with different settings: "
+                             f"{diff or ['arch']}")
+        self._restore(z)
+        self.m1_, self.m2_ = z["m1"].copy(), z["m2"].copy()
+        self.step_ = int(z["step"])
+        self.best_W_ = z["best_W"].copy()
+        self.best_alpha_ = np.asarray(z.get("best_alpha", np.empty(0)), dtype=np.float64).copy()
+        self.best_score_ = float(z["best_score"])
+        return {"epoch": int(z["epoch"]), "rng": json.loads(str(z["rng"]))}
 
 
-class _progress:
-    """tqdm bar over epochs (notebook-aware), or nothing when not verbose."""
+class ConvSpikingClassifier(SpikingClassifier):
+    """Deprecated: use :class:`SpikingClassifier` with a convolutional ``arch``.
 
-    def __init__(self, total: int, initial: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-            self.bar = tqdm(total=total, initial=initial, desc="epochs", unit="epoch")
+    Kept so that old code runs; its defaults are those of the former
+    convolutional classifier (``arch="28x28-16C5-P2-10"``, 5 epochs).
+    """
 
-    def update(self, rec: dict) -> None:
-        if self.bar is None:
-            return
-        post = {"train": f"{rec['train_accuracy_running']:.3f}"}
-        if "val_accuracy" in rec:
-            post["val"] = f"{rec['val_accuracy']:.4f}"
-        post["s"] = f"{rec['seconds']:.1f}"
-        self.bar.set_postfix(post)
-        self.bar.update(1)
+    def __init__(self, arch: str = "28x28-16C5-P2-10", *, epochs: int = 5, **kwargs):
+        warnings.warn("ConvSpikingClassifier is deprecated; use stidi.SpikingClassifier(arch=...)",
+                      FutureWarning, stacklevel=2)
+        super().__init__(arch, epochs=epochs, **kwargs)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    @classmethod
+    def _param_names(cls) -> list:
+        return SpikingClassifier._param_names()

@@ -43,13 +43,7 @@ import numpy as np
 
 from ._jit import njit, prange
 
-__all__ = [
-    "encode",
-    "psp",
-    "psp_derivative",
-    "first_spike_times",
-    "layer_forward",
-]
+__all__ = ["encode", "psp", "psp_derivative"]
 
 
 # ---------------------------------------------------------------------------
@@ -156,18 +150,18 @@ def psp_derivative(s: np.ndarray, tau1: float, tau2: float) -> np.ndarray:
 # Numba kernels
 # ---------------------------------------------------------------------------
 @njit
-def _eps(s, tau1, tau2):
-    if s <= 0.0:
-        return 0.0
-    if s < tau1:
-        return s / tau1
-    if s < tau1 + tau2:
-        return (tau1 + tau2 - s) / tau2
-    return 0.0
+def _triangle(s, inv1, inv2, t12):
+    """Triangular PSP :math:`\\varepsilon(s)` from precomputed ``1/tau1``, ``1/tau2``, ``tau1 + tau2``.
+
+    Branch-free form :math:`\\max(0, \\min(s/\\tau_1, (\\tau_1+\\tau_2-s)/\\tau_2))`,
+    used by every weight update. Chapter: book/02_pl_psp_neuron.md, eq-pl-kernel.
+    """
+    return max(min(s * inv1, (t12 - s) * inv2), 0.0)
 
 
 @njit
 def _deps(s, tau1, tau2):
+    """:math:`\\varepsilon'(s)` (twin: :func:`psp_derivative`). Chapter: book/02_pl_psp_neuron.md, eq-pl-slope."""
     if s < 0.0:
         return 0.0
     if s < tau1:
@@ -185,6 +179,7 @@ def _active_sorted(t_in, t_max, act_t, act_i):
     breakpoints are the same sequence shifted by 0, tau1 and tau1 + tau2, so
     the sweep merges three sorted streams.  Returns the number of active
     inputs; ``act_t``/``act_i`` hold them in time order.
+    Chapter: book/02_pl_psp_neuron.md, eq-pl-segment.
     """
     n = 0
     for i in range(t_in.shape[0]):
@@ -214,7 +209,8 @@ def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpea
     never fires again.  Writes the spike time, the slope of ``v`` at the
     crossing, and the peak potential and its time over ``[0, min(t_j, t_max)]``
     (only when ``track_peak``; otherwise ``v_peak`` stays 0 and ``t_peak``
-    ``t_max`` for silent neurons).
+    ``t_max`` for silent neurons).  Twin: :func:`stidi.reference.layer_forward_reference`.
+    Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
     """
     n_out = WT.shape[1]
     n_act = _active_sorted(t_in, t_max, act_t, act_i)
@@ -298,105 +294,9 @@ def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpea
                 S[j] += row[j] * inv2
 
 
-@njit(parallel=True)
-def _forward_batch(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out):
-    batch, n_in = T_in.shape
-    n_out = WT.shape[1]
-    for b in prange(batch):
-        act_t = np.empty(n_in)
-        act_i = np.empty(n_in, dtype=np.int64)
-        V = np.empty(n_out)
-        S = np.empty(n_out)
-        _sweep(T_in[b], WT, theta, tau1, tau2, t_max, t_out[b], slope_out[b], vpeak_out[b],
-               tpeak_out[b], act_t, act_i, V, S)
-
-
-# ---------------------------------------------------------------------------
-# public wrappers
-# ---------------------------------------------------------------------------
-def _prepare(t_in, W, theta, tau1, tau2, t_max):
-    t_max = _check_positive("t_max", t_max)
-    theta = _check_positive("theta", theta)
-    tau1 = _check_positive("tau1", tau1)
-    tau2 = _check_positive("tau2", tau2)
-    W = np.asarray(W, dtype=np.float64)
-    if W.ndim != 2:
-        raise ValueError(f"W must have shape (n_out, n_in), got shape {W.shape}")
-    if not np.all(np.isfinite(W)):
-        raise ValueError("W contains NaN or infinite weights")
-    t_in = _check_times(t_in)
-    single = t_in.ndim == 1
-    T = t_in[None, :] if single else t_in
-    if T.ndim != 2 or T.shape[1] != W.shape[1]:
-        raise ValueError(
-            f"t_in must have shape (n_in,) or (batch, n_in) with n_in = W.shape[1] = {W.shape[1]}, "
-            f"got shape {t_in.shape}"
-        )
-    return np.ascontiguousarray(T), np.ascontiguousarray(W.T), theta, tau1, tau2, t_max, single
-
-
-def layer_forward(t_in, W, theta, tau1, tau2, t_max):
-    r"""First spike times plus the by-products learning needs.
-
-    Same model and arguments as :func:`first_spike_times`.
-
-    Returns
-    -------
-    t : ndarray
-        First spike times (``t_max`` when silent).
-    slope : ndarray
-        :math:`\dot v_j(t_j)` at the crossing, 0 for silent neurons.
-    v_peak : ndarray
-        Highest potential reached in :math:`[0, t_j]` (equal to
-        :math:`\theta` for neurons that fired).
-    t_peak : ndarray
-        Time of that peak (equal to :math:`t_j` for neurons that fired,
-        ``t_max`` when the potential never rose above 0).
-    """
-    T, WT, theta, tau1, tau2, t_max, single = _prepare(t_in, W, theta, tau1, tau2, t_max)
-    shape = (T.shape[0], WT.shape[1])
-    t_out = np.empty(shape)
-    slope = np.empty(shape)
-    vpeak = np.empty(shape)
-    tpeak = np.empty(shape)
-    _forward_batch(T, WT, theta, tau1, tau2, t_max, t_out, slope, vpeak, tpeak)
-    if single:
-        return t_out[0], slope[0], vpeak[0], tpeak[0]
-    return t_out, slope, vpeak, tpeak
-
-
-def first_spike_times(t_in, W, theta, tau1, tau2, t_max):
-    r"""Exact first spike times of a layer of PL-PSP neurons.
-
-    Solves :math:`t_j = \min\{t \in [0, t_{\max}) : \sum_i w_{ji}\,
-    \varepsilon(t - t_i) \ge \theta\}` exactly by an event-driven sweep
-    over the sorted PSP breakpoints (no time grid).
-
-    Parameters
-    ----------
-    t_in : array_like, shape ``(n_in,)`` or ``(batch, n_in)``
-        Input spike times, :math:`\ge 0`.  Values :math:`\ge t_{\max}` mean
-        "no spike".
-    W : array_like, shape ``(n_out, n_in)``
-        Synaptic weights (any sign).
-    theta : float
-        Firing threshold, > 0.
-    tau1, tau2 : float
-        PSP rise and decay times, > 0.
-    t_max : float
-        End of the simulation window, > 0.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float64`` spike times, shape ``(n_out,)`` or ``(batch, n_out)``;
-        ``t_max`` for neurons that stay below threshold.
-
-    Examples
-    --------
-    >>> import numpy as np, stidi
-    >>> stidi.first_spike_times(np.array([0.0, 10.0]), np.array([[1.0, 1.0]]),
-    ...                         theta=1.0, tau1=10.0, tau2=20.0, t_max=100.0)
-    array([7.5])
-    """
-    return layer_forward(t_in, W, theta, tau1, tau2, t_max)[0]
+def __getattr__(name):
+    # the dense forward pass moved to stidi.dense; these names stay importable from here
+    if name in ("layer_forward", "first_spike_times", "_forward_batch", "_prepare"):
+        from . import dense
+        return getattr(dense, name)
+    raise AttributeError(f"module 'stidi.neuron' has no attribute {name!r}")

@@ -28,3 +28,9 @@ def stidi_data() -> Path:
         pytest.skip("real datasets unavailable: set STIDI_DATA to a folder holding "
                     "mnist/ and fashion-mnist/ (the gzipped official IDX files)")
     return Path(folder)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "jit: needs compiled kernels to finish in seconds (skipped by the "
+                   "NUMBA_DISABLE_JIT=1 coverage run of .ci/run)")

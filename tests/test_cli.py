@@ -1,69 +1,147 @@
-"""``python -m stidi train``: the JSON report and argument errors."""
+"""``python -m stidi``: train and evaluate, the JSON report, and one-line errors for bad input."""
 
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from stidi.cli import main
+from stidi.cli import build_parser, main
 
 
-def test_train_on_subset_writes_report(tmp_path):
-    out = tmp_path / "r.json"
-    main(["train", "--dataset", "mnist", "--subset", "--hidden", "50", "--epochs", "2",
-          "--val-size", "300", "--train-size", "1000", "--test-size", "400", "--seed", "1",
-          "--out", str(out), "--quiet", "--set", "lr_decay=0.8", "--save-model", str(tmp_path / "m.npz")])
+def run(argv, capsys):
+    """Exit code and stderr of ``main(argv)`` (argparse errors included)."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+@pytest.mark.jit
+
+def test_train_on_subset_writes_report_and_evaluate_reads_the_model(tmp_path, capsys):
+    out, model = tmp_path / "r.json", tmp_path / "m.npz"
+    assert main(["train", "--dataset", "mnist", "--subset", "--arch", "784-50-10", "--epochs", "2",
+                 "--val-size", "300", "--train-size", "1000", "--test-size", "400", "--seed", "1",
+                 "--out", str(out), "--quiet", "--set", "lr_decay=0.8", "--save-model", str(model)]) == 0
     rep = json.loads(out.read_text())
     for key in ("test_accuracy", "val_accuracy", "epochs", "train_seconds", "config", "history", "command"):
         assert key in rep
     assert 0.0 <= rep["test_accuracy"] <= 1.0 and 0.0 <= rep["val_accuracy"] <= 1.0
     assert rep["test_accuracy_no_fallback"] <= rep["test_accuracy"]
     assert rep["epochs"] == 2 and rep["n_train"] == 1000 and rep["n_val"] == 300 and rep["n_test"] == 400
-    assert rep["config"]["lr_decay"] == 0.8 and rep["config"]["hidden"] == [50]
-    assert rep["architecture"] == "784-50-10"
+    assert rep["config"]["lr_decay"] == 0.8 and rep["config"]["arch"] == "784-50-10"
+    assert rep["architecture"] == "784-50-10" and rep["model"] == "fc"
     assert rep["command"].startswith("python -m stidi train --dataset mnist")
-    assert (tmp_path / "m.npz").exists()
+    capsys.readouterr()
+    ev = tmp_path / "e.json"
+    assert main(["evaluate", str(model), "--dataset", "mnist", "--subset", "--test-size", "400",
+                 "--out", str(ev)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert json.loads(ev.read_text())["test_accuracy"] == rep["test_accuracy"]
+
+@pytest.mark.jit
+
+def test_deprecated_hidden_builds_the_arch(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["train", "--dataset", "mnist", "--subset", "--hidden", "20", "--epochs", "1",
+                 "--train-size", "200", "--val-size", "100", "--test-size", "100", "--quiet",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["architecture"] == "784-20-10"
+    assert "deprecated" in capsys.readouterr().err
+
+
+def test_tiny_train_evaluate_and_resume(tmp_path, capsys):
+    # small enough to run without JIT too (the coverage run of .ci/run)
+    out, model, ck = tmp_path / "r.json", tmp_path / "m.npz", tmp_path / "ck.npz"
+    argv = ["train", "--dataset", "mnist", "--subset", "--arch", "784-4-10", "--train-size", "100",
+            "--val-size", "20", "--test-size", "20", "--set", "init_samples=10", "--quiet",
+            "--checkpoint", str(ck), "--out", str(out)]
+    assert main(argv + ["--epochs", "1"]) == 0
+    assert main(argv + ["--epochs", "2", "--resume", "--save-model", str(model)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["epochs"] == 2 and rep["n_train"] == 100 and rep["architecture"] == "784-4-10"
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--dataset", "mnist", "--subset", "--test-size", "20"]) == 0
+    assert f"{rep['test_accuracy']:.4f}" in capsys.readouterr().out
+    code, err = run(["train", "--dataset", "mnist", "--subset", "--arch", "784-4-10", "--epochs", "2",
+                     "--set", "gamma=5.0", "--set", "init_samples=10", "--train-size", "100",
+                     "--val-size", "20", "--checkpoint", str(ck), "--resume", "--quiet",
+                     "--out", str(out)], capsys)
+    assert code == 2 and "different settings: ['gamma']" in err
 
 
 def test_module_entry_point_help():
     res = subprocess.run([sys.executable, "-m", "stidi", "train", "--help"], capture_output=True, text=True)
-    assert res.returncode == 0 and "--dataset" in res.stdout
+    assert res.returncode == 0 and "--dataset" in res.stdout and "--arch" in res.stdout
 
 
-@pytest.mark.parametrize("argv, msg", [
-    (["train", "--dataset", "cifar10", "--out", "x.json"], "invalid choice"),
-    (["train", "--dataset", "mnist", "--epochs", "-1", "--out", "x.json"], "integer >= 0"),
-    (["train", "--dataset", "mnist", "--hidden", "0", "--out", "x.json"], "positive integer"),
-])
-def test_bad_arguments(argv, msg, capsys):
-    with pytest.raises(SystemExit):
-        main(argv)
-    assert msg in capsys.readouterr().err
+def test_subcommands():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"train", "evaluate"} <= set(sub.choices)
 
 
-def test_missing_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(Exception, match="does_not_exist"):
-        main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "does_not_exist"),
-              "--out", str(tmp_path / "x.json"), "--quiet"])
+# every bad input: exit code 2 and exactly one line on stderr, written before any data is read
+BAD = [
+    (["--dataset", "cifar10"], "invalid choice"),
+    (["--dataset", "mnist", "--epochs", "-1"], "integer >= 0"),
+    (["--dataset", "mnist", "--hidden", "0"], "positive integer"),
+    (["--dataset", "mnist", "--arch", "32x32-16C5-P2-10"], "mnist images are 28x28"),
+    (["--dataset", "mnist", "--arch", "784-400-5"], "has 10 classes"),
+    (["--dataset", "mnist", "--arch", "28x28-4Q5-10"], "token 2 '4Q5': unknown token"),
+    (["--dataset", "mnist", "--set", "tau1=-5"], "tau1 must be a finite number > 0"),
+    (["--dataset", "mnist", "--set", "conv_reduce=\"median\""], "conv_reduce must be one of"),
+    (["--dataset", "mnist", "--set", "no_such_option=3"], "unknown parameter 'no_such_option'"),
+    (["--dataset", "mnist", "--set", "epochs"], "NAME=VALUE"),
+    (["--dataset", "mnist", "--resume"], "--resume needs --checkpoint"),
+    (["--dataset", "mnist", "--hidden", "20", "--arch", "784-20-10"], "either with --arch"),
+]
 
 
-def test_unknown_parameter_override(tmp_path):
-    with pytest.raises(SystemExit, match="unexpected keyword"):
-        main(["train", "--dataset", "mnist", "--subset", "--epochs", "1", "--out", str(tmp_path / "x.json"),
-              "--quiet", "--set", "no_such_option=3"])
+@pytest.mark.parametrize("argv, msg", BAD)
+def test_bad_arguments_give_one_line(argv, msg, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("stidi.datasets.load", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr("stidi.datasets.load_subset", lambda *a, **k: pytest.fail("data loaded"))
+    code, err = run(["train", *argv, "--out", str(tmp_path / "x.json"), "--quiet"], capsys)
+    assert code == 2
+    assert msg in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.json").exists()
 
 
+def test_missing_data_dir_is_one_line(tmp_path, capsys):
+    code, err = run(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "does_not_exist"),
+                     "--out", str(tmp_path / "x.json"), "--quiet"], capsys)
+    assert code == 2 and "does_not_exist: no such folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_checkpoint_with_resume_is_one_line(tmp_path, capsys):
+    ck = tmp_path / "ck.npz"
+    ck.write_bytes(b"PK\x03\x04 truncated")
+    code, err = run(["train", "--dataset", "mnist", "--subset", "--checkpoint", str(ck), "--resume",
+                     "--out", str(tmp_path / "x.json"), "--quiet"], capsys)
+    assert code == 2 and "not a readable model file" in err and len(err.strip().splitlines()) == 1
+    np.savez(ck, W=np.zeros(3))
+    code, err = run(["train", "--dataset", "mnist", "--subset", "--checkpoint", str(ck), "--resume",
+                     "--out", str(tmp_path / "x.json"), "--quiet"], capsys)
+    assert code == 2 and "not a stidi model file" in err
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capsys):
+    code, err = run(["evaluate", str(tmp_path / "none.npz"), "--dataset", "mnist", "--subset"], capsys)
+    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+
+@pytest.mark.jit
+
 def test_train_conv_on_subset_writes_report_and_resumes(tmp_path):
     out, ck = tmp_path / "c.json", tmp_path / "c.npz"
-    argv = ["train", "--dataset", "mnist", "--subset", "--model", "conv", "--arch", "28x28-4C5-P4-10",
+    argv = ["train", "--dataset", "mnist", "--subset", "--arch", "28x28-4C5-P4-10",
             "--binary", "--val-size", "100", "--train-size", "300", "--test-size", "200", "--seed", "2",
             "--quiet", "--checkpoint", str(ck), "--set", "init_samples=50"]
-    main(argv + ["--epochs", "1", "--out", str(out)])
+    assert main(argv + ["--epochs", "1", "--out", str(out)]) == 0
     first = json.loads(out.read_text())
     assert first["epochs"] == 1 and ck.exists()
-    main(argv + ["--epochs", "2", "--resume", "--out", str(out)])
+    assert main(argv + ["--epochs", "2", "--resume", "--out", str(out)]) == 0
     rep = json.loads(out.read_text())
     for key in ("test_accuracy", "test_accuracy_no_fallback", "val_accuracy", "best_epoch", "epochs",
                 "train_seconds", "config", "history", "command", "environment"):
@@ -76,16 +154,3 @@ def test_train_conv_on_subset_writes_report_and_resumes(tmp_path):
     assert rep["weight_bytes"] == pytest.approx(n_syn / 8 + 2 * 8)
     assert rep["synops_per_image"] > 0 and rep["cost"]["op_kind"] == "add"
     assert 0.0 <= rep["test_accuracy_no_fallback"] <= rep["test_accuracy"] <= 1.0
-
-
-@pytest.mark.parametrize("argv, msg", [
-    (["--model", "conv", "--hidden", "20"], "--hidden applies to --model fc"),
-    (["--model", "fc", "--arch", "28x28-4C5-10"], "--arch and --binary apply to --model conv"),
-    (["--model", "conv", "--arch", "28x28-4Q5-10"], "unknown token"),
-    (["--model", "conv", "--set", "conv_reduce=\"median\""], "conv_reduce must be one of"),
-])
-def test_conv_argument_errors(argv, msg, tmp_path):
-    with pytest.raises(SystemExit, match=msg):
-        main(["train", "--dataset", "mnist", "--subset", "--epochs", "1", "--quiet",
-              "--out", str(tmp_path / "x.json"), *argv])
-    assert not (tmp_path / "x.json").exists()

@@ -9,35 +9,18 @@ import pytest
 import stidi
 from stidi import network as net
 from stidi import reference as ref
-from stidi.model import _Layout
+from stidi import rule
+from stidi._codes import SilentTarget, Target
+from helpers import kernel_step as _engine_step
 
 TAU1, TAU2, TMAX = 16.0, 64.0, 100.0
 
 
-def pack(weights):
-    """Flat transposed layout used by the kernels."""
-    return np.concatenate([w.T.ravel() for w in weights])
-
-
-def unpack(W, sizes):
-    out, off = [], 0
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        out.append(W[off:off + n_in * n_out].reshape(n_in, n_out).T)
-        off += n_in * n_out
-    return out
-
-
 def kernel_step(x, label, weights, thetas, lrs, gamma, target, dtdv, hidden, normalise, beta, wd=0.0):
-    sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
-    lay = _Layout.from_sizes(sizes)
-    W = pack(weights)
-    stats = np.zeros(net.N_STATS)
-    fire = np.zeros(int(lay.a_off[-1]))
-    net.train_epoch_sgd(x[None, :], np.array([label]), np.array([0]), W, lay.w_off, lay.a_off,
-                        lay.sizes, np.asarray(thetas, float), np.asarray(lrs, float), TAU1, TAU2, TMAX,
-                        gamma, net.TARGET_MODES[target], net.DTDV_MODES[dtdv], net.HIDDEN_MODES[hidden],
-                        normalise, beta, 1e-3, wd, stats, fire)
-    return unpack(W, sizes)
+    arch = "-".join(str(n) for n in [weights[0].shape[1], *(w.shape[0] for w in weights)])
+    return _engine_step(x, label, arch, weights, thetas, lrs, (TAU1, TAU2, TMAX), gamma=gamma,
+                        target=target, dtdv=dtdv, hidden_error=hidden, normalise=normalise, beta=beta,
+                        weight_decay=wd)
 
 
 def random_net(rng, sizes=(20, 15, 12, 4)):
@@ -88,11 +71,20 @@ def test_kernel_step_matches_twin(target, dtdv, hidden, normalise):
     assert compared >= 5
 
 
-def test_twin_step_changes_weights():
+def test_twin_step_moves_each_weight_by_the_rule():
+    # a single dense layer: every weight moves by exactly -lr e_j g_j eps(t_j - t_i), by hand
     rng = np.random.default_rng(0)
-    x, weights = random_net(rng)
-    new = ref.train_step_reference(x, 1, weights, [0.8, 0.6, 0.5], TAU1, TAU2, TMAX, 3.0, [1e-2] * 3)
-    assert any(np.abs(a - b).max() > 0 for a, b in zip(new, weights))
+    x = np.floor(rng.uniform(0, 40, 8))
+    W = rng.uniform(0.0, 1.0, (3, 8)) * 0.4
+    t = stidi.first_spike_times(x, W, 0.8, TAU1, TAU2, TMAX)
+    assert np.all(t < TMAX)
+    label = int(np.argmax(t))
+    new = ref.train_step_reference(x, label, [W], [0.8], TAU1, TAU2, TMAX, 3.0, [1e-2])[0]
+    e = (ref.output_targets_reference(t, label, 3.0, TMAX) - t) / TMAX
+    e /= np.linalg.norm(e)
+    want = W - 1e-2 * (e * t / 0.8)[:, None] * stidi.psp(t[:, None] - x[None, :], TAU1, TAU2)
+    np.testing.assert_allclose(new, want, rtol=0, atol=1e-15)
+    assert np.abs(new - W).max() > 1e-6
 
 
 # ----------------------------------------------------------------------------- targets and decision
@@ -101,10 +93,14 @@ def test_output_targets_kernel_matches_twin(mode):
     rng = np.random.default_rng(5)
     for _ in range(50):
         t = np.floor(rng.uniform(0, TMAX + 20, 6)).clip(max=TMAX)
+        if rng.random() < 0.2:
+            t[:] = TMAX  # a silent output layer
         label = int(rng.integers(6))
         T = np.empty(6)
-        net._output_targets(t, label, 3.0, TMAX, net.TARGET_MODES[mode], T)
-        np.testing.assert_array_equal(T, ref.output_targets_reference(t, label, 3.0, TMAX, mode))
+        for silent in ("correct", "all"):
+            rule._output_targets(t, label, 3.0, TMAX, Target.parse("target", mode), T,
+                                 SilentTarget.parse("silent_target", silent))
+            np.testing.assert_array_equal(T, ref.output_targets_reference(t, label, 3.0, TMAX, mode, silent))
 
 
 def test_relative_target_rule():
@@ -156,9 +152,14 @@ def test_hidden_error_sign_follows_weights():
     assert np.all(t1 < TMAX) and np.all(t2 < TMAX)
     label = int(np.argmax(t2))  # correct output is late: it must fire earlier
     new = ref.train_step_reference(x, label, [W1, W2], [1.0, 1.0], TAU1, TAU2, TMAX, 3.0, [1e-2, 0.0])
-    # every hidden neuron feeding it excitatorily is asked to fire earlier -> its weights grow
-    changed = np.abs(new[0] - W1).sum(axis=1) > 0
-    assert changed.any()
+    # hidden neuron i gets the error sum_j e_j w_ji over the outputs it fired before: its
+    # input weights move against that sign (grow when it must fire earlier), exactly
+    # where the input's PSP is non-zero at its spike, and nowhere else
+    e2 = ref.output_targets_reference(t2, label, 3.0, TMAX) - t2
+    s = (e2[:, None] * W2 * (t1[None, :] < t2[:, None])).sum(axis=0)
+    assert np.any(s < 0) or np.any(s > 0)
+    eps = stidi.psp(t1[:, None] - x[None, :], TAU1, TAU2)
+    np.testing.assert_array_equal(np.sign(new[0] - W1), -np.sign(s)[:, None] * (eps > 0))
 
 
 # ----------------------------------------------------------------------------- what -t/theta approximates

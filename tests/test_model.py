@@ -1,12 +1,14 @@
-"""The SpikingClassifier facade: learning, persistence, resume, evaluation rules, bad input."""
+"""The SpikingClassifier estimator: learning, persistence, resume, evaluation rules, bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import stidi
 from stidi import datasets
+from stidi._io import ModelFileError
 from stidi.model import SpikingClassifier
 
 
@@ -18,15 +20,16 @@ def subset():
 
 
 def small(**kw):
-    args = dict(hidden=(64,), epochs=2, random_state=0, verbose=False, init_samples=100)
+    args = dict(arch="*-64-*", epochs=2, random_state=0, init_samples=100)
     args.update(kw)
     return SpikingClassifier(**args)
 
+@pytest.mark.jit
 
 def test_learns_on_shipped_subset(subset):
     X, y, Xt, yt = subset
     tr, va = datasets.train_val_split(y, 500, random_state=0)
-    clf = SpikingClassifier(hidden=(200,), epochs=4, random_state=0, verbose=False)
+    clf = SpikingClassifier("784-200-10", epochs=4, random_state=0)
     clf.fit(X[tr], y[tr], validation_data=(X[va], y[va]))
     res = clf.evaluate(Xt, yt)
     # 4 epochs on 2,500 images: measured about 0.88; chance is 0.10
@@ -39,23 +42,26 @@ def test_learns_on_shipped_subset(subset):
         assert key in h
     assert clf.score(Xt, yt) == pytest.approx(res["accuracy"])
 
+@pytest.mark.jit
 
 def test_minibatch_adam_learns(subset):
     X, y, Xt, yt = subset
-    clf = small(hidden=(100,), epochs=3, batch_size=16, optimizer="adam", lr=[3e-3, 3e-3], lr_decay=0.8)
+    clf = small(arch="784-100-10", epochs=3, batch_size=16, optimizer="adam", lr=[3e-3, 3e-3], lr_decay=0.8)
     clf.fit(X, y)
     assert clf.score(Xt, yt) > 0.6
 
+@pytest.mark.jit
 
 def test_predictions_are_labels_and_silence_gives_minus_one(subset):
     X, y, Xt, yt = subset
     clf = small().fit(X[:600], y[:600] + 10)  # arbitrary label values survive
     p = clf.predict(Xt[:50])
     assert set(np.unique(p)) <= set(range(10, 20))
-    clf.W_[clf.layout_.w_off[-2]:] = -1.0  # inhibit every output: nothing fires
+    clf.W_[clf.arch_.offsets()[1][-2]:] = -1.0  # inhibit every output: nothing fires
     assert np.all(clf.predict(Xt[:20], fallback=False) == -1)
     assert np.all(clf.predict(Xt[:20], fallback=True) >= 10)
 
+@pytest.mark.jit
 
 def test_save_load_round_trip(tmp_path, subset):
     X, y, Xt, yt = subset
@@ -71,6 +77,7 @@ def test_save_load_round_trip(tmp_path, subset):
         assert "W" in z.files
     assert not list(tmp_path.glob("*.tmp"))
 
+@pytest.mark.jit
 
 def test_resume_equals_uninterrupted(tmp_path, subset):
     X, y, _, _ = subset
@@ -84,6 +91,7 @@ def test_resume_equals_uninterrupted(tmp_path, subset):
     np.testing.assert_array_equal(resumed.last_W_, full.last_W_)
     assert [h["val_accuracy"] for h in resumed.history_] == [h["val_accuracy"] for h in full.history_]
 
+@pytest.mark.jit
 
 def test_resume_refuses_other_settings(tmp_path, subset):
     X, y, _, _ = subset
@@ -92,6 +100,7 @@ def test_resume_refuses_other_settings(tmp_path, subset):
     with pytest.raises(ValueError, match="different settings"):
         small(epochs=2, gamma=5.0).fit(X[:300], y[:300], checkpoint=ck, resume=True)
 
+@pytest.mark.jit
 
 def test_same_seed_same_model(subset):
     X, y, _, _ = subset
@@ -99,15 +108,17 @@ def test_same_seed_same_model(subset):
     b = small(epochs=1).fit(X[:400], y[:400])
     np.testing.assert_array_equal(a.W_, b.W_)
 
+@pytest.mark.jit
 
 def test_deeper_network_trains(subset):
     X, y, Xt, yt = subset
-    clf = small(hidden=(64, 32), epochs=2).fit(X[:1500], y[:1500])
+    clf = small(arch="784-64-32-10", epochs=2).fit(X[:1500], y[:1500])
     assert [c.shape for c in clf.coefs_] == [(64, 784), (32, 64), (10, 32)]
     assert clf.score(Xt, yt) > 0.15  # well above chance (0.10) after two short epochs
     assert len(clf.spike_times(Xt[:5])) == 4
 
 
+@pytest.mark.jit
 @pytest.mark.parametrize("kw, msg", [
     (dict(hidden=(0,)), "hidden"),
     (dict(theta=0.0), "theta"),
@@ -124,6 +135,7 @@ def test_bad_settings_rejected(kw, msg, subset):
     with pytest.raises(ValueError, match=msg):
         small(**kw).fit(X[:50], y[:50])
 
+@pytest.mark.jit
 
 def test_bad_data_rejected(subset):
     X, y, _, _ = subset
@@ -140,6 +152,59 @@ def test_bad_data_rejected(subset):
         small().predict(X[:3])
 
 
-def test_public_api_is_small():
-    for name in ("encode", "psp", "first_spike_times", "SpikingClassifier", "datasets", "reference"):
-        assert hasattr(stidi, name)
+def test_public_api_is_frozen():
+    # growing the public API is a decision: update this list together with README.md
+    assert sorted(stidi.__all__) == sorted([
+        "encode", "psp", "psp_derivative", "first_spike_times", "layer_forward", "conv_forward",
+        "first_spike_pool", "parse_architecture", "Architecture", "calibrate_scale",
+        "SpikingClassifier", "__version__",
+        "architecture", "binary", "cli", "conv", "datasets", "dense", "init", "model", "network",
+        "neuron", "pool", "reference", "rule"])
+    for name in stidi.__all__:
+        assert getattr(stidi, name) is not None
+
+
+# predictions of the two format-1 files in tests/data, made by the version that wrote them
+V1_DENSE = [1, 1, 1, 1, 1, 6, 4, 1, 1, 1, 1, 1, 1, 1, 6, 1, 1, 1, 1, 1, 1, 1, 1, 7, 4, 1, 1, 4, 1, 4,
+            4, 1, 6, 1, 1, 1, 1, 4, 1, 4]
+V1_CONV = [2, 0, 4, 7, 1, 2, 5, 7, 8, 0, 8, 7, 5, 0, 7, 6, 5, 5, 1, 0, 0, 0, 7, 7, 7, 7, 1, 7, 6, 4,
+           6, 0, 7, 6, 0, 5, 1, 2, 5, 8]
+DATA = Path(__file__).parent / "data"
+
+
+def test_format_1_files_load(subset):
+    _, _, Xt, _ = subset
+    dense = SpikingClassifier.load(DATA / "v1-dense-784-8-10.npz")
+    assert dense.arch_.text == "784-8-10" and dense.hidden is None
+    assert dense.predict(Xt[:40]).tolist() == V1_DENSE
+    # absolute SGD rates of format 1 become rates in units of the calibrated scales
+    np.testing.assert_allclose(np.array(dense.lr) * dense.scales_, [1e-3, 2.5e-6], rtol=1e-12)
+    conv = SpikingClassifier.load(DATA / "v1-conv-28x28-2C5-P4-10-binary.npz")
+    assert conv.binary and conv.arch == "28x28-2C5-P4-10" and conv.alpha_.shape == (3,)
+    assert conv.predict(Xt[:40]).tolist() == V1_CONV
+
+
+def test_unreadable_model_files_fail_clearly(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip file")
+    with pytest.raises(ModelFileError, match="not a readable model file"):
+        SpikingClassifier.load(bad)
+    with pytest.raises(ModelFileError, match="no such file"):
+        SpikingClassifier.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "new.npz", format_version=np.array(99), params=np.array("{}"), W=np.zeros(2))
+    with pytest.raises(ModelFileError, match="format 99 is newer"):
+        SpikingClassifier.load(tmp_path / "new.npz")
+
+@pytest.mark.jit
+
+def test_learning_rate_units(subset):
+    # arch=...: rates in units of each layer's calibrated scale; the deprecated hidden=...
+    # keeps the former absolute SGD rates so that old code trains as before
+    X, y, _, _ = subset
+    rel = SpikingClassifier("*-16-*", lr=[1e-2, 1e-3], epochs=1, init_samples=50).fit(X[:100], y[:100])
+    np.testing.assert_allclose(rel.history_[0]["lr"], [1e-2 * rel.scales_[0], 1e-3 * rel.scales_[1]])
+    with pytest.warns(FutureWarning, match="hidden"):
+        old = SpikingClassifier(hidden=(16,), lr=[1e-2, 1e-3], epochs=1, init_samples=50).fit(X[:100], y[:100])
+    assert old.history_[0]["lr"] == [1e-2, 1e-3] and old.arch_.text == "784-16-10"
+    auto = SpikingClassifier("*-16-*", epochs=1, init_samples=50).fit(X[:100], y[:100])
+    np.testing.assert_allclose(auto.history_[0]["lr"], [5.7e-3 * auto.scales_[0], 1.6e-4 * auto.scales_[1]])

@@ -5,9 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import stidi
 
 ROOT = Path(stidi.__file__).resolve().parent
+needs_jit = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1",
+                               reason="the on-disk cache is off when Numba's JIT is disabled")
 
 
 def run(code, env, cwd):
@@ -26,6 +30,7 @@ CODE = ("import numpy as np, stidi; from stidi import _jit; "
         "print(_jit.CACHE_ENABLED, t.tolist())")
 
 
+@needs_jit
 def test_fallback_to_user_cache_when_package_dir_is_read_only(monkeypatch, tmp_path):
     from stidi import _jit
 
@@ -50,9 +55,24 @@ def test_unwritable_cache_dir_still_imports_and_runs(tmp_path):
     assert "[1.5, 1.5]" in res.stdout
 
 
+@needs_jit
 def test_numba_cache_dir_is_honoured(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(ROOT.parent))
     res = run(CODE, env, cwd=str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[0] == "True"
     assert list((tmp_path / "nc").rglob("*.nbi"))
+
+
+@needs_jit
+@pytest.mark.slow
+def test_engine_kernels_are_loaded_from_the_cache_in_a_new_process(tmp_path):
+    # the kernels take typed NamedTuples (Neuron, Rule): their signatures must hit the cache
+    code = ("import stidi; from stidi import network as n; "
+            "X, y = stidi.datasets.load_subset('mnist', 'train'); "
+            "stidi.SpikingClassifier('*-8-*', epochs=1, init_samples=20).fit(X[:40], y[:40]); "
+            "print(sum(n.train_epoch_sgd.stats.cache_hits.values()))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(ROOT.parent))
+    first, second = run(code, env, str(tmp_path)), run(code, env, str(tmp_path))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.split()[-1] == "0" and int(second.stdout.split()[-1]) >= 1

@@ -1,0 +1,94 @@
+"""Named codes and typed settings shared by the kernels and the estimator.
+
+Every choice of the learning rule is an :class:`enum.IntEnum` (Numba compares
+its members with plain integers inside compiled code), and the kernels
+receive the neuron and rule settings as two typed :class:`typing.NamedTuple`
+values instead of long positional argument lists.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NamedTuple
+
+
+class _Choice(IntEnum):
+    """An option chosen by a lower-case name, e.g. ``Target.parse("target", "minmax")``."""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [m.name.lower() for m in cls]
+
+    @classmethod
+    def parse(cls, option: str, value) -> "_Choice":
+        if isinstance(value, str) and value.upper() in cls.__members__:
+            return cls[value.upper()]
+        raise ValueError(f"{option} must be one of {cls.names()}, got {value!r}")
+
+
+def _choice(name: str, members: str) -> type:
+    return _Choice(name, members, start=0, module=__name__)
+
+
+LayerKind = _choice("LayerKind", "CONV POOL DENSE")
+Target = _choice("Target", "RELATIVE MINMAX")
+DtDv = _choice("DtDv", "LINEAR CONSTANT SLOPE")
+HiddenError = _choice("HiddenError", "S4NN DISPLACEMENT")
+Optimizer = _choice("Optimizer", "SGD ADAM")
+Schedule = _choice("Schedule", "EXPONENTIAL COSINE")
+SilentTarget = _choice("SilentTarget", "CORRECT ALL")
+SilentHidden = _choice("SilentHidden", "NONE PULL")
+ConvReduce = _choice("ConvReduce", "SUM MEAN")
+BinaryBackward = _choice("BinaryBackward", "REAL SIGN")
+Stat = IntEnum("Stat", "CORRECT CORRECT_STRICT OUT_SILENT TIES N", start=0, module=__name__)
+Stat.__doc__ = "Columns of the statistics vector the epoch kernels fill."
+Col = IntEnum("Col", "KIND C H W F HO WO K PAD", start=0, module=__name__)
+Col.__doc__ = "Columns of the ``(L, 9)`` layer descriptor table read by the kernels."
+N_STATS = len(Stat)
+N_COLS = len(Col)
+
+BISECT_STEPS = 22        # log-scale bisection of the initial weight scale: 8 / 2**22 decades
+ALPHA_FLOOR = 1e-12      # binary scales never reach 0
+ADAM_BETAS = (0.9, 0.999, 1e-8)
+
+
+class Neuron(NamedTuple):
+    """PSP kernel and coding window (the threshold is per layer)."""
+
+    tau1: float
+    tau2: float
+    t_max: float
+
+
+class Rule(NamedTuple):
+    """Settings of the STiDi-BP rule read by the kernels."""
+
+    gamma: float
+    target: int           # Target
+    dtdv: int             # DtDv
+    hidden: int           # HiddenError
+    normalise: bool
+    beta: float
+    slope_floor: float
+    norm_floor: float
+    silent_target: int    # SilentTarget
+    silent_pull: bool     # SilentHidden.PULL
+    conv_mean: bool       # ConvReduce.MEAN
+    weight_decay: float
+    sign_backward: bool   # BinaryBackward.SIGN
+    alpha_lr: float
+
+
+def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn", normalise=True,
+              beta=1.0, slope_floor=1e-3, norm_floor=0.0, silent_target="correct",
+              silent_hidden="none", conv_reduce="sum", weight_decay=0.0, binary_backward="real",
+              alpha_lr=0.0) -> Rule:
+    """A :class:`Rule` from option names (each checked, with a clear message)."""
+    return Rule(float(gamma), int(Target.parse("target", target)), int(DtDv.parse("dtdv", dtdv)),
+                int(HiddenError.parse("hidden_error", hidden_error)), bool(normalise), float(beta),
+                float(slope_floor), float(norm_floor),
+                int(SilentTarget.parse("silent_target", silent_target)),
+                SilentHidden.parse("silent_hidden", silent_hidden) == SilentHidden.PULL,
+                ConvReduce.parse("conv_reduce", conv_reduce) == ConvReduce.MEAN, float(weight_decay),
+                BinaryBackward.parse("binary_backward", binary_backward) == BinaryBackward.SIGN,
+                float(alpha_lr))

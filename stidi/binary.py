@@ -1,0 +1,54 @@
+r"""Binary weights: the forward pass uses :math:`\alpha_l\,\mathrm{sign}(w)`, learning updates the real :math:`w`.
+
+:math:`\alpha_l` is calibrated at initialisation (the median first spike time
+of the layer, as for real weights).  With ``alpha_lr = 0`` (our default) it
+then stays fixed, which is the same as folding it into the threshold.  With
+``alpha_lr > 0`` it is trained as in BS4NN, by the STiDi-BP rule applied to
+:math:`\partial v_j/\partial\alpha_l = \sum_i \mathrm{sign}(w_{ji})\,\varepsilon(t^*_j - t_i)`:
+
+.. math::  \Delta\alpha_l = -\eta_\alpha \frac{1}{\alpha_l} \sum_j e_j g_j \alpha_l
+           \sum_i \mathrm{sign}(w_{ji})\,\varepsilon(t^*_j - t_i),
+
+averaged over the samples of a step (one sample online).  The gain :math:`g`
+is taken in units of the forward weights.  A layer whose learning rate is 0
+is frozen, its :math:`\alpha_l` included.  Hidden errors use the real
+:math:`w` (``binary_backward="real"``) or :math:`\alpha\,\mathrm{sign}(w)` (``"sign"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._codes import ALPHA_FLOOR
+from ._jit import njit
+
+__all__ = ["forward_weights"]
+
+
+@njit
+def _refresh_binary(W, Wf, w_off, alpha, l):
+    """``Wf_l = alpha_l sign(W_l)`` with ``sign(0) = 0``. Chapter: book/07_binary.md, eq-bin-forward."""
+    a = alpha[l]
+    for q in range(w_off[l], w_off[l + 1]):
+        w = W[q]
+        Wf[q] = a if w > 0.0 else (-a if w < 0.0 else 0.0)
+
+
+@njit
+def _alpha_step(alpha, l, alpha_lr, direction):
+    """``alpha_l -= alpha_lr * direction / alpha_l`` (floored), where ``direction`` is the mean over
+    the step's samples of :math:`\\sum_j e_j g_j \\alpha_l \\sum_i \\mathrm{sign}(w_{ji})\\varepsilon`.
+
+    Twin: :func:`stidi.reference.train_step_reference`. Chapter: book/07_binary.md, eq-bin-update.
+    """
+    alpha[l] = max(alpha[l] - alpha_lr * direction / alpha[l], ALPHA_FLOOR)
+
+
+def forward_weights(W: np.ndarray, w_off: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The weights the forward pass uses: ``W`` itself (real network) or ``alpha_l sign(W_l)``."""
+    if alpha.shape[0] == 0:
+        return W
+    Wf = np.empty_like(W)
+    for l in range(len(w_off) - 1):
+        _refresh_binary(W, Wf, w_off, alpha, l)
+    return Wf

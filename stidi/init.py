@@ -1,0 +1,137 @@
+r"""Initialisation: weight scales calibrated on data, and re-initialisation of dead units.
+
+Every weight layer starts as :math:`s_l\,U(\text{low}, \text{high})`.  The scale
+:math:`s_l` is chosen so that the median first spike time of the layer, over
+(unit, sample) pairs of a few training images, equals a target
+(``init_median``).  The median decreases with :math:`s`, so one log-scale
+bisection in :math:`[10^{-4}, 10^{4}]` finds it.  Conv units whose receptive
+field holds no spike at all (image background) cannot fire and are left out
+of the median.  Binary layers calibrate :math:`\alpha_l` the same way, with
+:math:`\alpha_l\,\mathrm{sign}(w)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._codes import BISECT_STEPS, Col, LayerKind, Neuron
+from .conv import _conv_batch
+from .dense import _forward_batch, first_spike_times
+from .pool import _pool_batch
+
+__all__ = ["calibrate_scale", "init_weights", "reinit_dead"]
+
+
+def _bisect(fn, target: float, mask=None, steps: int = BISECT_STEPS) -> float:
+    """Scale ``s`` with ``median(fn(s)[mask]) == target`` (the median decreases with ``s``)."""
+    lo, hi = -4.0, 4.0
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        t = fn(10.0 ** mid)
+        if np.median(t if mask is None else t[mask]) > target:
+            lo = mid
+        else:
+            hi = mid
+    return float(10.0 ** (0.5 * (lo + hi)))
+
+
+def calibrate_scale(t_in: np.ndarray, W_raw: np.ndarray, target: float, theta: float,
+                    tau1: float, tau2: float, t_max: float, steps: int = BISECT_STEPS) -> float:
+    r"""Scale :math:`s` such that the median first spike time of ``s * W_raw`` is ``target``.
+
+    ``W_raw`` has shape ``(n_out, n_in)``.  The median is taken over all
+    (neuron, sample) pairs, silent pairs counting as ``t_max``; we bisect on a
+    log scale in :math:`[10^{-4}, 10^{4}]` (``steps`` halvings).
+    """
+    return _bisect(lambda s: first_spike_times(t_in, s * W_raw, theta, tau1, tau2, t_max), target,
+                   steps=steps)
+
+
+def layer_times(d: np.ndarray, T_prev: np.ndarray, WT, theta: float, neuron: Neuron) -> np.ndarray:
+    """Spike times of one layer (descriptor row ``d``, kernel-layout weights ``WT``) for a batch."""
+    n = T_prev.shape[0]
+    width = int(d[Col.F] * d[Col.HO] * d[Col.WO])
+    if d[Col.KIND] == LayerKind.POOL:
+        out = np.empty((n, width))
+        _pool_batch(T_prev, d, out, np.empty(out.shape, dtype=np.int64))
+        return out
+    outs = [np.empty((n, width)) for _ in range(4)]
+    if d[Col.KIND] == LayerKind.CONV:
+        _conv_batch(T_prev, np.ascontiguousarray(WT), d, float(theta), neuron, *outs)
+    else:
+        _forward_batch(T_prev, np.ascontiguousarray(WT), float(theta), *neuron, *outs)
+    return outs[0]
+
+
+def driven_mask(d: np.ndarray, t_prev: np.ndarray, t_max: float):
+    """Conv layers: mask of the (sample, unit) pairs whose receptive field holds at least one spike."""
+    if d[Col.KIND] != LayerKind.CONV:
+        return None
+    _, C, H, W, F, Ho, Wo, k, p = (int(v) for v in d)
+    act = (t_prev < t_max).reshape(-1, C, H, W)
+    act = np.pad(act, ((0, 0), (0, 0), (p, p), (p, p)))
+    cnt = np.lib.stride_tricks.sliding_window_view(act, (k, k), axis=(2, 3)).sum(axis=(1, 4, 5))
+    m = np.broadcast_to((cnt > 0)[:, None], (act.shape[0], F, Ho, Wo)).reshape(act.shape[0], -1)
+    return m if m.any() else None
+
+
+def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary: bool, neuron: Neuron,
+                 rng: np.random.Generator):
+    """Calibrated initial weights; returns ``(W, scales, alpha)`` (``alpha`` empty unless binary).
+
+    ``medians[l]`` and ``thetas[l]`` are indexed by layer (pooling entries unused).
+    """
+    lo, hi = init_range
+    desc = arch.descriptor()
+    W = np.zeros(int(arch.offsets()[1][-1]))
+    L = len(desc)
+    scales = np.ones(L)
+    alpha = np.ones(L) if binary else np.empty(0)
+    t_prev = np.ascontiguousarray(T)
+    for l in range(L):
+        WT_f = None
+        if desc[l, Col.KIND] != LayerKind.POOL:
+            WT = arch.layer_view(W, l)
+            raw = rng.uniform(lo, hi, size=WT.shape)
+            mask = driven_mask(desc[l], t_prev, neuron.t_max)
+
+            def calibrated(base):
+                return _bisect(lambda s: layer_times(desc[l], t_prev, s * base, thetas[l], neuron),
+                               medians[l], mask)
+
+            scales[l] = calibrated(raw)
+            WT[...] = scales[l] * raw
+            WT_f = WT
+            if binary:
+                alpha[l] = calibrated(np.sign(raw))
+                WT_f = alpha[l] * np.sign(raw)
+        t_prev = np.ascontiguousarray(layer_times(desc[l], t_prev, WT_f, thetas[l], neuron))
+    return W, scales, alpha
+
+
+def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: float,
+                scales: np.ndarray, init_range, rng: np.random.Generator) -> int:
+    """Fresh weights for hidden units that fired too rarely; returns how many.
+
+    A dense neuron (resp. a conv filter, counted over all its positions) is dead
+    when it fired on fewer than ``threshold`` of the (sample, position) pairs of
+    the epoch.  The output layer is never touched.
+    """
+    if threshold <= 0 or n_seen == 0:
+        return 0
+    lo, hi = init_range
+    a_off, _ = arch.offsets()
+    desc = arch.descriptor()
+    total = 0
+    for l in range(len(desc) - 1):
+        d = desc[l]
+        if d[Col.KIND] == LayerKind.POOL:
+            continue
+        F, npos = int(d[Col.F]), int(d[Col.HO] * d[Col.WO])
+        counts = fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1)
+        dead = np.flatnonzero(counts < threshold * n_seen * npos)
+        if dead.size:
+            WT = arch.layer_view(W, l)
+            WT[:, dead] = scales[l] * rng.uniform(lo, hi, size=(WT.shape[0], dead.size))
+            total += dead.size
+    return total
