@@ -187,6 +187,20 @@ def _active_sorted(t_in, t_max, act_t, act_i):
             act_t[n] = t_in[i]
             act_i[n] = i
             n += 1
+    if n <= 16:
+        # stable insertion sort in place: no allocation (this runs once per
+        # receptive field in convolutional layers)
+        for a in range(1, n):
+            tv = act_t[a]
+            iv = act_i[a]
+            b = a - 1
+            while b >= 0 and act_t[b] > tv:
+                act_t[b + 1] = act_t[b]
+                act_i[b + 1] = act_i[b]
+                b -= 1
+            act_t[b + 1] = tv
+            act_i[b + 1] = iv
+        return n
     order = np.argsort(act_t[:n])
     tmp_t = act_t[:n][order]
     tmp_i = act_i[:n][order]
