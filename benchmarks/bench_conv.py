@@ -45,6 +45,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of  # noqa: E402
 
 
+def connections(arch) -> int:
+    """Synaptic connections of a network: every (input, neuron) pair, shared weights counted per use."""
+    total = 0
+    for lay in arch.layers:
+        if lay.kind == LayerKind.DENSE:
+            total += int(np.prod(lay.in_shape)) * int(np.prod(lay.out_shape))
+        elif lay.kind == LayerKind.CONV:
+            F, Ho, Wo = lay.out_shape
+            total += F * Ho * Wo * lay.in_shape[0] * lay.k * lay.k
+    return total
+
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -53,6 +65,8 @@ def main(argv=None):
     ap.add_argument("--grid-n", type=int, default=50, help="images for the clock-driven twin")
     ap.add_argument("--binary", action="store_true")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--dense-arch", default="784-400-10",
+                    help="dense network whose per-connection training cost is the baseline ('' to skip)")
     args = ap.parse_args(argv)
 
     X, y = datasets.load_subset("mnist", "train")
@@ -133,9 +147,43 @@ def main(argv=None):
     t_b = best_of(batch, 2) / n
     print(f"training step, mini-batch {args.batch_size}, {threads} threads:  {t_b * 1e3:8.3f} ms/image  -> "
           f"{t_b * 60000 / 60:5.1f} min per 60k-image epoch")
+    # --- per-synapse cost against a dense network trained on the same images, same process
+    per_syn = None
+    if args.dense_arch:
+        dense = SpikingClassifier(args.dense_arch, epochs=1, random_state=0)
+        dense.fit(X[:1000], y[:1000])
+        dcfg = dense._validate(dense.arch_)
+        dT = dense._times(X[:n])
+        dW = dense.W_.copy()
+        ddesc = dense.arch_.descriptor()
+        da_off, dw_off = dense.arch_.offsets()
+        dlrs = dcfg["lrs"] * dense.scales_
+
+        def dense_sgd():
+            Wd = dW.copy()
+            net.train_epoch_sgd(dT, yi, order, Wd, Wd, dense.alpha_.copy(), ddesc, dw_off, da_off,
+                                dense.thetas_, dlrs, dcfg["neuron"], dcfg["rule"], np.zeros(N_STATS),
+                                np.zeros(int(da_off[-1])))
+
+        numba.set_num_threads(1)
+        dense_sgd()
+        # the two members of the ratio alternate, CPU time of this thread, best of three each
+        t_conv = t_dense = np.inf
+        for _ in range(3):
+            t_conv = min(t_conv, best_of(sgd, 1, cpu=True) / n)
+            t_dense = min(t_dense, best_of(dense_sgd, 1, cpu=True) / n)
+        s_conv, s_dense = connections(clf.arch_), connections(dense.arch_)
+        per_syn = (t_conv / s_conv) / (t_dense / s_dense)
+        print(f"per-synapse training cost, per-sample SGD, 1 thread (CPU time):")
+        print(f"  {args.arch:<24s} {t_conv * 1e3:8.3f} ms/image  {s_conv:>10,d} connections  "
+              f"{t_conv / s_conv * 1e9:6.2f} ns/connection")
+        print(f"  {args.dense_arch:<24s} {t_dense * 1e3:8.3f} ms/image  {s_dense:>10,d} connections  "
+              f"{t_dense / s_dense * 1e9:6.2f} ns/connection")
+        print(f"  ratio conv/dense per connection {per_syn:6.2f}x")
     print(f"summary: {args.arch}{' binary' if args.binary else ''}: one 60k-image MNIST epoch "
           f"~{t_sgd * 60000 / 60:.1f} min (per-sample SGD, 1 thread); clock-driven grid / exact "
-          f"= {t_grid / t_exact:.1f}x on the first conv layer")
+          f"= {t_grid / t_exact:.1f}x on the first conv layer"
+          + (f"; per-connection training cost {per_syn:.2f}x that of {args.dense_arch}" if per_syn else ""))
 
 
 if __name__ == "__main__":

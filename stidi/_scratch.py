@@ -11,7 +11,8 @@ from ._jit import njit
 
 class Scratch(NamedTuple):
     """Buffers of one sample: every unit's outputs and learning quantities (``a_total`` each),
-    the gathered receptive field and sort buffers (``max_rf``), and per-layer outputs (``max_out``)."""
+    the receptive field's sorted events (``max_rf``), per-layer outputs (``max_out``), and the
+    event lists of a whole input map and of one row of receptive fields (``max_in``)."""
 
     t: np.ndarray
     slope: np.ndarray
@@ -32,14 +33,24 @@ class Scratch(NamedTuple):
     vo: np.ndarray
     po: np.ndarray
     coef: np.ndarray
+    gt: np.ndarray
+    gi: np.ndarray
+    gy: np.ndarray
+    gx: np.ndarray
+    rt: np.ndarray
+    rx: np.ndarray
+    rr: np.ndarray
 
 
 @njit
-def _alloc_scratch(a_total, max_rf, max_out):
+def _alloc_scratch(a_total, max_rf, max_out, max_in=1):
     """Fresh :class:`Scratch` buffers (learning buffers zeroed). Chapter: book/09_speed.md."""
     return Scratch(np.empty(a_total), np.empty(a_total), np.empty(a_total), np.empty(a_total),
                    np.zeros(a_total, dtype=np.int64), np.zeros(a_total), np.zeros(a_total),
                    np.zeros(a_total), np.empty(max_out), np.empty(max_rf), np.empty(max_rf),
                    np.empty(max_rf, dtype=np.int64), np.empty(max_out), np.empty(max_out),
                    np.empty(max_out), np.empty(max_out), np.empty(max_out), np.empty(max_out),
-                   np.empty(max_out))
+                   np.empty(max_out), np.empty(max_in), np.empty(max_in, dtype=np.int64),
+                   np.empty(max_in, dtype=np.int64), np.empty(max_in, dtype=np.int64),
+                   np.empty(max_in), np.empty(max_in, dtype=np.int64),
+                   np.empty(max_in, dtype=np.int64))

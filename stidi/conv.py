@@ -1,11 +1,12 @@
 r"""Convolutional layers: forward pass, errors to the layer below, weight update.
 
 Every neuron of a convolutional layer is a PL-PSP neuron of
-:mod:`stidi.neuron` whose inputs are its receptive field.  For every output
-position we gather the receptive field (padding = no spike, ``t_max``) into a
-vector and call the same exact sweep with the filters as a ``(C*k*k, F)``
-matrix, so one sort of the receptive field serves all ``F`` filters.  No time
-grid is involved.  Stride is 1.
+:mod:`stidi.neuron` whose inputs are its receptive field (padding = no spike).
+The spikes of the input map are sorted once per sample; the time-ordered
+events of each receptive field are then cut out of that list, and the same
+exact sweep runs with the filters as a ``(C*k*k, F)`` matrix, so one event
+list serves all ``F`` filters of a position.  No time grid is involved.
+Stride is 1.
 
 Errors go down by the transposed convolution of the two hidden-error forms
 of :mod:`stidi.dense`,
@@ -40,30 +41,11 @@ import numpy as np
 from ._codes import Col, HiddenError
 from ._jit import njit, prange
 from .architecture import parse_architecture  # noqa: F401  (old import path)
-from .neuron import _check_positive, _deps, _sweep, _triangle
+from .neuron import _active_sorted, _check_positive, _deps, _sweep_sorted, _triangle
 from ._scratch import _alloc_scratch
 from .pool import _check_maps, first_spike_pool  # noqa: F401  (old import path)
 
 __all__ = ["conv_forward"]
-
-
-@njit
-def _gather(t_in, C, H, W, k, pad, y, x, t_max, rf):
-    """Receptive field of output position ``(y, x)``, row ``c*k*k + u*k + v``; padding = ``t_max``.
-
-    Chapter: book/06_conv.md, eq-conv-potential.
-    """
-    kk = k * k
-    HW = H * W
-    for c in range(C):
-        for u in range(k):
-            Y = y + u - pad
-            for v in range(k):
-                X = x + v - pad
-                if Y >= 0 and Y < H and X >= 0 and X < W:
-                    rf[c * kk + u * k + v] = t_in[c * HW + Y * W + X]
-                else:
-                    rf[c * kk + u * k + v] = t_max
 
 
 @njit
@@ -80,19 +62,51 @@ def _conv_forward(t_in, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out
     """Exact conv layer on one flat ``(C, H, W)`` map; outputs are flat ``(F, Ho, Wo)``.
 
     ``WT`` is the ``(C*k*k, F)`` filter block; ``sc`` the scratch of :mod:`stidi.network`.
+    The map's spikes are sorted once.  For each output row, one pass over that list
+    keeps the spikes of the ``k`` input rows under it; for each output position, one
+    pass over the row's list keeps the ``k`` columns of its receptive field, already
+    in time order, and :func:`stidi.neuron._sweep_sorted` finds the crossings.
     Twin: :func:`stidi.reference.conv_forward_reference`.
     Chapter: book/06_conv.md, eq-conv-potential.
     """
     C, H, W, F = d[Col.C], d[Col.H], d[Col.W], d[Col.F]
     Ho, Wo, k, pad = d[Col.HO], d[Col.WO], d[Col.K], d[Col.PAD]
-    rfv = sc.rf[:C * k * k]
+    kk = k * k
+    HW = H * W
     HoWo = Ho * Wo
+    t_max = neuron.t_max
     to, so, vo, po = sc.to[:F], sc.so[:F], sc.vo[:F], sc.po[:F]
+    gt, gi, gy, gx, rt, rx, rr = sc.gt, sc.gi, sc.gy, sc.gx, sc.rt, sc.rx, sc.rr
+    n_act = _active_sorted(t_in, t_max, gt, gi)
+    for a in range(n_act):
+        i = gi[a]
+        c = i // HW
+        Y = (i - c * HW) // W
+        X = i - c * HW - Y * W
+        gy[a] = Y
+        gx[a] = X
+        gi[a] = c * kk + X + pad  # weight row of this input at u = 0, x = 0
     for y in range(Ho):
+        ylo = y - pad
+        nr = 0
+        for a in range(n_act):
+            u = gy[a] - ylo
+            if u >= 0 and u < k:
+                rt[nr] = gt[a]
+                rx[nr] = gx[a]
+                rr[nr] = gi[a] + u * k
+                nr += 1
         for x in range(Wo):
-            _gather(t_in, C, H, W, k, pad, y, x, neuron.t_max, rfv)
-            _sweep(rfv, WT, theta, neuron.tau1, neuron.tau2, neuron.t_max, to, so, vo, po,
-                   sc.act_t, sc.act_i, sc.V, sc.S, track_peak)
+            xlo = x - pad
+            m = 0
+            for a in range(nr):
+                v = rx[a] - xlo
+                if v >= 0 and v < k:
+                    sc.act_t[m] = rt[a]
+                    sc.act_i[m] = rr[a] - x
+                    m += 1
+            _sweep_sorted(m, sc.act_t, sc.act_i, WT, theta, neuron.tau1, neuron.tau2, t_max,
+                          to, so, vo, po, sc.V, sc.S, track_peak)
             p = y * Wo + x
             for f in range(F):
                 q = f * HoWo + p
@@ -225,8 +239,9 @@ def _conv_batch(T, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out):
     Twin: :func:`stidi.reference.conv_forward_reference`. Chapter: book/06_conv.md, eq-conv-potential.
     """
     n_rf = d[Col.C] * d[Col.K] * d[Col.K]
+    n_in = d[Col.C] * d[Col.H] * d[Col.W]
     for n in prange(T.shape[0]):
-        sc = _alloc_scratch(0, n_rf, d[Col.F])
+        sc = _alloc_scratch(0, n_rf, d[Col.F], n_in)
         _conv_forward(T[n], WT, d, theta, neuron, t_out[n], slope_out[n], vpk_out[n], tpk_out[n], sc,
                       True)
 

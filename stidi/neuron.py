@@ -226,8 +226,23 @@ def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpea
     ``t_max`` for silent neurons).  Twin: :func:`stidi.reference.layer_forward_reference`.
     Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
     """
-    n_out = WT.shape[1]
     n_act = _active_sorted(t_in, t_max, act_t, act_i)
+    _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out,
+                  tpeak_out, V, S, track_peak)
+
+
+@njit
+def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out,
+                  tpeak_out, V, S, track_peak):
+    """The sweep of :func:`_sweep` over ``n_act`` inputs already sorted by time.
+
+    ``act_t[:n_act]`` are the spike times in increasing order and ``act_i`` the
+    matching rows of ``WT``.  Convolutional layers build these lists straight
+    from the receptive field (:func:`stidi.conv._rf_active_sorted`).
+    Twin: :func:`stidi.reference.layer_forward_reference`.
+    Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
+    """
+    n_out = WT.shape[1]
     for j in range(n_out):
         V[j] = 0.0
         S[j] = 0.0
@@ -292,20 +307,20 @@ def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpea
         if last:
             return
         if kind == 0:
-            row = WT[act_i[p0]]
+            r = act_i[p0]
             p0 += 1
             for j in range(n_out):
-                S[j] += row[j] * inv1
+                S[j] += WT[r, j] * inv1
         elif kind == 1:
-            row = WT[act_i[p1]]
+            r = act_i[p1]
             p1 += 1
             for j in range(n_out):
-                S[j] -= row[j] * inv12
+                S[j] -= WT[r, j] * inv12
         else:
-            row = WT[act_i[p2]]
+            r = act_i[p2]
             p2 += 1
             for j in range(n_out):
-                S[j] += row[j] * inv2
+                S[j] += WT[r, j] * inv2
 
 
 def __getattr__(name):
