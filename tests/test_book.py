@@ -54,6 +54,8 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 GENERATED_PAGES = {"genindex.html", "search.html", "index.html"}
 BUILD_TIMEOUT_S = 1800
 RENDER_TIMEOUT_MS = 20_000
+# The width at which the content column is 688 px wide.
+VIEWPORT = {"width": 1280, "height": 900}
 
 
 def toc_pages() -> list[str]:
@@ -286,6 +288,52 @@ async () => {
     });
   report.errorBoxes = [...document.querySelectorAll('.vega-embed .error, [id^="altair-viz-"] .error')]
     .map(el => el.textContent.trim().slice(0, 200));
+
+  // Nothing wider than the content column: cell outputs (charts, tables, printed text) and
+  // display equations must not need a horizontal scrollbar.
+  const column = document.querySelector('.bd-article') || document.querySelector('main');
+  const pad = parseFloat(getComputedStyle(column).paddingRight) || 0;
+  const columnRight = column.getBoundingClientRect().right - pad + 1;
+  const label = el => {
+    const cell = el.closest('.cell');
+    const id = cell && cell.previousElementSibling ? (cell.id || '') : '';
+    return (el.className || el.tagName) + ' ' + id + ': ' + el.textContent.trim().replace(/\s+/g, ' ').slice(0, 80);
+  };
+  report.columnWidth = Math.round(column.clientWidth - pad
+                                  - (parseFloat(getComputedStyle(column).paddingLeft) || 0));
+  report.wideOutputs = [...document.querySelectorAll('.cell_output, .cell_output .output')]
+    .filter(el => el.scrollWidth > el.clientWidth + 1)
+    .map(el => `${el.scrollWidth}/${el.clientWidth} px: ` + label(el));
+  report.wideCharts = [...document.querySelectorAll('.vega-embed')]
+    .filter(el => [...el.querySelectorAll('svg, canvas')].some(c => c.getBoundingClientRect().right > columnRight))
+    .map(el => label(el));
+  report.wideMath = [...document.querySelectorAll('div.math, mjx-container[display="true"]')]
+    .filter(el => el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().right > columnRight
+                  || [...el.querySelectorAll('mjx-math')].some(m => m.getBoundingClientRect().right > columnRight))
+    .map(el => el.textContent.trim().slice(0, 80));
+
+  // Every legend is inside the visible column and draws a visible symbol for every entry: a
+  // line-shaped symbol (a dash legend) needs a stroke, an area symbol a fill or a stroke.
+  const visible = c => c && c !== 'none' && c !== 'transparent';
+  report.legends = 0;
+  report.badLegends = [];
+  document.querySelectorAll('.vega-embed svg .role-legend').forEach(legend => {
+    report.legends += 1;
+    const box = legend.getBoundingClientRect();
+    const embed = legend.closest('.vega-embed');
+    if (box.width > 0 && box.right > columnRight) {
+      report.badLegends.push(`legend beyond the column (${Math.round(box.right)} > ${Math.round(columnRight)}): `
+                             + legend.textContent.slice(0, 60));
+    }
+    legend.querySelectorAll('.role-legend-symbol path').forEach(path => {
+      const b = path.getBBox();
+      const stroked = visible(path.getAttribute('stroke')) && parseFloat(path.getAttribute('stroke-width') || '1') > 0;
+      const filled = visible(path.getAttribute('fill')) && b.width > 0.5 && b.height > 0.5;
+      if (!stroked && !filled) {
+        report.badLegends.push('invisible legend symbol in: ' + legend.textContent.slice(0, 60));
+      }
+    });
+  });
   return report;
 }
 """
@@ -294,7 +342,7 @@ async () => {
 @pytest.mark.parametrize("page_path", toc_pages())
 def test_page_renders_offline(page_path, browser, book_server, built_html):
     assert (built_html / page_path).is_file(), f"{page_path} was not built"
-    context = browser.new_context()
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     remote: list[str] = []
     console_errors: list[str] = []
@@ -352,4 +400,60 @@ def test_page_renders_offline(page_path, browser, book_server, built_html):
         problems.append(f"math not typeset by MathJax: {report['untypesetMath']}")
     if report["rawTex"]:
         problems.append(f"raw TeX in the page text: {report['rawTex']}")
+    if report["wideOutputs"] or report["wideCharts"]:
+        problems.append(f"outputs wider than the {report['columnWidth']}-px column: "
+                        f"{report['wideOutputs']} {report['wideCharts']}")
+    if report["wideMath"]:
+        problems.append(f"equations wider than the column: {report['wideMath']}")
+    if report["badLegends"]:
+        problems.append(f"legends: {report['badLegends']}")
     assert not problems, f"{page_path}:\n  " + "\n  ".join(problems)
+
+
+# Chapter 3's figure of the tangent and the chord has a slider for the weight w1, bound to an
+# Altair parameter: moving it must redraw the chart in the static page, with no kernel.
+SLIDER_PAGE = "book/03_linear_approximation.html"
+SLIDER_NAME = "w1"
+
+SNAPSHOT_CHART = """
+(name) => {
+  const input = document.querySelector(`.vega-bindings input[type="range"][name="${name}"]`);
+  if (!input) { return null; }
+  const embed = input.closest('.vega-embed');
+  const drawn = embed.querySelector('svg.marks, svg, canvas');
+  return {value: input.value, min: input.min, max: input.max,
+          picture: drawn.tagName === 'CANVAS' ? drawn.toDataURL() : drawn.outerHTML};
+}
+"""
+
+MOVE_SLIDER = """
+([name, value]) => {
+  const input = document.querySelector(`.vega-bindings input[type="range"][name="${name}"]`);
+  input.value = value;
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+  input.dispatchEvent(new Event('change', {bubbles: true}));
+}
+"""
+
+
+def test_altair_slider_redraws_offline(browser, book_server, built_html):
+    assert (built_html / SLIDER_PAGE).is_file()
+    context = browser.new_context(viewport=VIEWPORT)
+    context.route("**/*", lambda route, request: route.continue_()
+                  if urlsplit(request.url).hostname in LOCAL_HOSTS or request.url.startswith(("data:", "blob:"))
+                  else route.abort())
+    page = context.new_page()
+    try:
+        page.goto(f"{book_server}/{SLIDER_PAGE}", wait_until="networkidle")
+        page.wait_for_function(f"() => document.querySelector('.vega-bindings input[name=\"{SLIDER_NAME}\"]')",
+                               timeout=RENDER_TIMEOUT_MS)
+        before = page.evaluate(SNAPSHOT_CHART, SLIDER_NAME)
+        assert before is not None, f"no slider named {SLIDER_NAME} on {SLIDER_PAGE}"
+        target = before["min"] if before["value"] != before["min"] else before["max"]
+        page.evaluate(MOVE_SLIDER, [SLIDER_NAME, target])
+        page.wait_for_timeout(500)
+        after = page.evaluate(SNAPSHOT_CHART, SLIDER_NAME)
+    finally:
+        context.close()
+    assert after["value"] == target != before["value"]
+    assert after["picture"] != before["picture"], "moving the slider did not change the chart"
