@@ -297,7 +297,7 @@ async () => {
   const label = el => {
     const cell = el.closest('.cell');
     const id = cell && cell.previousElementSibling ? (cell.id || '') : '';
-    return (el.className || el.tagName) + ' ' + id + ': ' + el.textContent.trim().replace(/\s+/g, ' ').slice(0, 80);
+    return (el.className || el.tagName) + ' ' + id + ': ' + el.textContent.trim().replace(/\\s+/g, ' ').slice(0, 80);
   };
   report.columnWidth = Math.round(column.clientWidth - pad
                                   - (parseFloat(getComputedStyle(column).paddingLeft) || 0));
