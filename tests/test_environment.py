@@ -118,3 +118,41 @@ def test_pip_section_resolves():
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+# ------------------------------------------------------------ what the wheel ships
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    """``pyproject.toml`` lists the packages explicitly (it maps results/ into the package)."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "stidi").rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert on_disk <= listed, f"add {sorted(on_disk - listed)} to [tool.setuptools] packages"
+    assert config["package-dir"]["stidi._results"] == "results"
+
+
+def test_wheel_ships_the_results_the_chapters_read(tmp_path):
+    """The wheel holds stidi.plot, stidi.results and byte-identical copies of results/*.json."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "stidi", src / "stidi", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "results", src / "results")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True, text=True)
+    (wheel,) = (tmp_path / "dist").glob("stidi-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert {"stidi/plot.py", "stidi/results.py"} <= names
+        reports = sorted((REPO / "results").glob("*.json"))
+        assert reports
+        for path in reports:
+            assert zf.read(f"stidi/_results/{path.name}") == path.read_bytes(), path.name
