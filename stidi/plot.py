@@ -44,7 +44,9 @@ import pandas as pd
 
 __all__ = [
     "COLUMN_WIDTH",
+    "ACTIONS_WIDTH",
     "CHART_WIDTH",
+    "MAX_CHART_WIDTH",
     "CHART_HEIGHT",
     "DASHES",
     "VEGA_TEMPLATE",
@@ -62,9 +64,14 @@ __all__ = [
 
 #: Width in pixels of the book's content column at a 1280-pixel window.
 COLUMN_WIDTH = 688
+#: Room that vega-embed keeps right of a chart for its "..." actions menu.
+ACTIONS_WIDTH = 38
 #: Default width of a chart's plotting area.  The y axis, its title and the
-#: padding add about 70 pixels, so the whole chart stays inside the column.
-CHART_WIDTH = 560
+#: padding add about 70 pixels and the actions menu 38, so the whole chart
+#: stays inside the column.
+CHART_WIDTH = 540
+#: Widest plotting area :func:`chart` accepts (leaves 60 px for a y axis).
+MAX_CHART_WIDTH = COLUMN_WIDTH - ACTIONS_WIDTH - 60
 #: Default height of a chart's plotting area.
 CHART_HEIGHT = 220
 #: Dash patterns (``[dash, gap]`` in pixels) for up to five line styles.
@@ -139,7 +146,10 @@ def _theme() -> dict:
             "view": {"continuousWidth": CHART_WIDTH, "continuousHeight": CHART_HEIGHT},
             # Legends below the plot: a legend on the right costs the width of
             # its longest label, which is what pushed figures out of the column.
-            "legend": {"orient": "bottom", "labelLimit": 260, "titleLimit": 400},
+            # Two columns of entries at most, so that a legend never gets wider
+            # than the plot (one row of entries would).
+            "legend": {"orient": "bottom", "columns": 2, "labelLimit": 270, "titleLimit": 400,
+                       "columnPadding": 16},
             "title": {"limit": COLUMN_WIDTH - 40},
             "concat": {"spacing": 24},
         }
@@ -180,9 +190,9 @@ def chart(data: Any = None, *, width: int = CHART_WIDTH, height: int = CHART_HEI
 
         stidi.plot.chart(df, height=160).mark_line().encode(x="t:Q", y="v:Q")
     """
-    if width > COLUMN_WIDTH - 60:
+    if width > MAX_CHART_WIDTH:
         raise ValueError(f"width {width} px does not leave room for the axes in the "
-                         f"{COLUMN_WIDTH}-px column (at most {COLUMN_WIDTH - 60})")
+                         f"{COLUMN_WIDTH}-px column (at most {MAX_CHART_WIDTH})")
     return alt.Chart(data if data is not None else alt.Undefined).properties(
         width=width, height=height, **properties)
 
@@ -210,6 +220,10 @@ def dash_legend(title: str | None = None, **kwargs) -> alt.Legend:
 
     Vega-Lite's default legend symbol is a filled circle, which shows the
     colour but not the dash pattern; ``symbolType="stroke"`` draws the line.
+    Draw the lines with ``mark_line()`` *without* ``point=True`` and put the
+    points in a layer of their own: with the points in the same mark,
+    Vega-Lite gives the legend symbols a fill and a transparent stroke, and a
+    line-shaped symbol with no stroke is invisible.
 
     Example::
 
@@ -288,14 +302,15 @@ def learning_curve_chart(history, metrics: Mapping[str, str] | Sequence[str] = C
         best_epoch = history.get("best_epoch")
     labels = list(dict.fromkeys(df["curve"]))
     fmt = "%" if percent else ""
-    lines = chart(df, width=width, height=height).mark_line(point=True, color="#1f77b4").encode(
-        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
-        y=alt.Y("value:Q", title="accuracy" if percent else "value",
-                scale=alt.Scale(zero=False), axis=alt.Axis(format=fmt)),
-        strokeDash=stroke_dash("curve:N", labels, title=None),
-        tooltip=["epoch:Q", "curve:N", alt.Tooltip("value:Q", format=".2%" if percent else ".4g")],
-    )
-    layers = [lines]
+    x = alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1))
+    y = alt.Y("value:Q", title="accuracy" if percent else "value",
+              scale=alt.Scale(zero=False), axis=alt.Axis(format=fmt))
+    base = chart(df, width=width, height=height)
+    # lines and points in separate layers, so that the dash legend draws its strokes (see dash_legend)
+    lines = base.mark_line(color="#1f77b4").encode(x=x, y=y, strokeDash=stroke_dash("curve:N", labels, title=None))
+    points = base.mark_point(filled=True, size=30, color="#1f77b4").encode(
+        x=x, y=y, tooltip=["epoch:Q", "curve:N", alt.Tooltip("value:Q", format=".2%" if percent else ".4g")])
+    layers = [lines, points]
     if best_epoch is not None:
         layers.append(alt.Chart(pd.DataFrame({"epoch": [int(best_epoch)], "label": ["kept"]}))
                       .mark_rule(color="gray", strokeDash=[3, 3]).encode(x="epoch:Q",

@@ -19,7 +19,7 @@ def test_setup_enables_offline_renderer_and_theme():
 
 def test_chart_width_fits_the_column():
     c = sp.chart(pd.DataFrame({"x": [1]}))
-    assert c.width + 70 <= sp.COLUMN_WIDTH
+    assert c.width + 70 + sp.ACTIONS_WIDTH <= sp.COLUMN_WIDTH
     with pytest.raises(ValueError, match="column"):
         sp.chart(width=sp.COLUMN_WIDTH)
 
@@ -40,7 +40,9 @@ def test_learning_curve_chart_from_a_report():
     df = sp.history_frame(report)
     assert len(df) == 4 and set(df.curve) == {"validation", "training (running)"}
     spec = sp.learning_curve_chart(report).to_dict()
-    assert len(spec["layer"]) == 2       # curves and the kept-epoch rule
+    assert len(spec["layer"]) == 3       # lines, points and the kept-epoch rule
+    assert all(not layer["mark"].get("point") for layer in spec["layer"] if "mark" in layer
+               and isinstance(layer["mark"], dict)), "points on a dashed line hide the dash legend"
     with pytest.raises(ValueError, match="history"):
         sp.history_frame({"best_epoch": 1})
     with pytest.raises(ValueError, match="none of"):
