@@ -11,6 +11,11 @@ spells it out:
   the package (with the chapters' requirements) from that repository and branch;
 * ``{{ binder_url }}`` -- the Binder link that opens chapter 1 in JupyterLab.
 
+**Author-year bibliography.** The text cites author-year ("Mirsadeghi *et
+al.*, 2021"); the bibliography page labels its entries the same way with the
+pybtex style ``authoryear`` registered here (the ``plain`` formatting, with
+:class:`AuthorYearLabels` instead of numbers).
+
 sphinx-thebe 0.3.1 registers its inline configuration script through
 ``app.add_js_file(None, body=...)`` after the HTML builder has copied the
 registry's scripts; Sphinx 7.4 then holds the same script twice (once with
@@ -21,7 +26,55 @@ duplicates from each page's script list.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from pybtex.plugin import register_plugin
+from pybtex.style.formatting.plain import Style as PlainStyle
+from pybtex.style.labels import BaseLabelStyle
+
+
+def _plain_name(part: str) -> str:
+    """A last name without BibTeX braces and with the few accents our entries use decoded."""
+    accents = {"\\'e": "é", "\\'E": "É", '\\"o': "ö", '\\"u': "ü", "\\`e": "è"}
+    for tex, char in accents.items():
+        part = part.replace("{" + tex + "}", char).replace(tex, char)
+    return re.sub(r"[{}]", "", part)
+
+
+class AuthorYearLabels(BaseLabelStyle):
+    """Labels "Last, year", "Last and Other, year" or "Last et al., year"; "a", "b" for clashes."""
+
+    def format_labels(self, sorted_entries):
+        labels = []
+        for entry in sorted_entries:
+            persons = entry.persons.get("author") or entry.persons.get("editor") or []
+            last = [_plain_name(" ".join(p.prelast_names + p.last_names)) for p in persons]
+            if not last:
+                names = entry.key
+            elif len(last) == 1:
+                names = last[0]
+            elif len(last) == 2:
+                names = f"{last[0]} and {last[1]}"
+            else:
+                names = f"{last[0]} et al."
+            labels.append(f"{names}, {entry.fields.get('year', 'n.d.')}")
+        counts = {label: labels.count(label) for label in labels}
+        seen: dict[str, int] = {}
+        for label in labels:
+            if counts[label] > 1:
+                seen[label] = seen.get(label, 0) + 1
+                yield label + "abcdefghij"[seen[label] - 1]
+            else:
+                yield label
+
+
+class AuthorYearStyle(PlainStyle):
+    default_label_style = "authoryear"
+
+
+register_plugin("pybtex.style.labels", "authoryear", AuthorYearLabels)
+register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle)
 
 
 def _script_key(script: Any) -> tuple:
