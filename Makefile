@@ -2,6 +2,7 @@
 #
 #   make book    build the book strictly (every chapter executed) into _build/html
 #   make test    run the whole test suite (book build and browser check included)
+#   make lab     open the chapters as notebooks in JupyterLab (no Node.js needed)
 #   make clean   remove build outputs, caches and the vendored browser libraries
 #   make distclean   also remove the virtualenv
 
@@ -22,7 +23,7 @@ endif
 
 PYTEST_ARGS ?=
 
-.PHONY: book test vendor install clean distclean
+.PHONY: book test lab vendor install clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,21 @@ book: install vendor
 
 test: install vendor
 	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+
+# JupyterLab from the project's virtualenv, on the chapters' MyST files.
+# Jupytext (its JupyterLab extension ships prebuilt in the Python package, so
+# no Node.js) opens book/*.md as notebooks and pairs each with a copy in
+# _build/lab/*.ipynb that keeps the outputs; the .md files stay the sources.
+# The settings override (a project-local file, nothing is written to ~) makes
+# "Jupytext Notebook" the default viewer for Markdown, as postBuild does on Binder.
+LAB_SETTINGS := $(CURDIR)/_build/lab/settings
+LAB_FLAGS := --LabApp.app_settings_dir=$(LAB_SETTINGS) \
+	--ContentsManager.formats="book///md:myst,_build/lab///ipynb"
+LAB_ARGS ?=
+lab: install
+	mkdir -p $(LAB_SETTINGS)
+	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' > $(LAB_SETTINGS)/overrides.json
+	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS) book/01_temporal_coding.md
 
 clean:
 	rm -rf _build .pytest_cache .numba_cache book/_static/vendor

@@ -22,7 +22,13 @@ validation epoch kept, test set evaluated once) and the three reports are
 gathered into one JSON file::
 
     STIDI_DATA=../shared/datasets python scripts/ablation_dtdv.py \\
-        --dataset mnist --hidden 400 --epochs 8 --out results/ablation-dtdv.json
+        --dataset mnist --hidden 400 --epochs 8 --seeds 0,1,2 --out results/ablation-dtdv.json
+
+With ``--seeds`` every choice is trained once per seed (the seed sets the
+validation split, the initial weights and the order of the samples): the
+file keeps the full report of the first seed under ``runs`` and a summary of
+every run under ``repeats``, so that a difference between two choices can be
+compared with the spread between seeds.
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
     p.add_argument("--hidden", type=int, default=400)
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of a single run (ignored with --seeds)")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated seeds: train every choice once per seed, e.g. 0,1,2")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="extra SpikingClassifier settings passed to every run")
     p.add_argument("--constant-lr", default="[0.048, 0.00032]",
@@ -54,31 +62,41 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     out = Path(args.out)
-    runs = {}
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        p.error(f"--seeds takes comma-separated integers, not {args.seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        p.error(f"--seeds repeats a seed: {args.seeds}")
+    runs, repeats = {}, {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in MODES:
-            report = Path(tmp) / f"{mode}.json"
-            cmd = [sys.executable, "-m", "stidi", "train", "--dataset", args.dataset,
-                   "--hidden", str(args.hidden), "--epochs", str(args.epochs),
-                   "--seed", str(args.seed), "--set", f'dtdv="{mode}"', "--quiet",
-                   "--out", str(report)]
-            if args.subset:
-                cmd.append("--subset")
-            if mode == "constant":
-                cmd += ["--set", f"lr={args.constant_lr}"]
-            for s in args.set:
-                cmd += ["--set", s]
-            print("running:", " ".join(cmd[1:]), flush=True)
-            subprocess.run(cmd, check=True)
-            runs[mode] = json.loads(report.read_text())
-            r = runs[mode]
-            print(f"  {mode}: val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f} "
-                  f"(strict {r['test_accuracy_no_fallback']:.4f}), {r['train_seconds']:.0f} s",
-                  flush=True)
+        for seed in seeds:
+            for mode in MODES:
+                report = Path(tmp) / f"{mode}-{seed}.json"
+                cmd = [sys.executable, "-m", "stidi", "train", "--dataset", args.dataset,
+                       "--hidden", str(args.hidden), "--epochs", str(args.epochs),
+                       "--seed", str(seed), "--set", f'dtdv="{mode}"', "--quiet",
+                       "--out", str(report)]
+                if args.subset:
+                    cmd.append("--subset")
+                if mode == "constant":
+                    cmd += ["--set", f"lr={args.constant_lr}"]
+                for s in args.set:
+                    cmd += ["--set", s]
+                print("running:", " ".join(cmd[1:]), flush=True)
+                subprocess.run(cmd, check=True)
+                r = json.loads(report.read_text())
+                if seed == seeds[0]:
+                    runs[mode] = r
+                repeats[mode].append({k: r[k] for k in ("val_accuracy", "test_accuracy", "test_accuracy_no_fallback",
+                                                        "best_epoch", "train_seconds")} | {"seed": seed})
+                print(f"  {mode}, seed {seed}: val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f} "
+                      f"(strict {r['test_accuracy_no_fallback']:.4f}), {r['train_seconds']:.0f} s",
+                      flush=True)
     record = {"dataset": args.dataset, "hidden": args.hidden, "epochs": args.epochs,
-              "seed": args.seed, "extra_settings": args.set,
+              "seed": seeds[0], "seeds": seeds, "extra_settings": args.set,
               "command": "python scripts/ablation_dtdv.py " + " ".join(argv or sys.argv[1:]),
-              "runs": runs}
+              "runs": runs, "repeats": repeats}
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
     with os.fdopen(fd, "w") as fh:

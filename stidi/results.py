@@ -1,49 +1,140 @@
-"""The reproduction table of chapter 8, built from the JSON reports in ``results/``.
+"""The committed result reports, the reproduction table, and seed repeats.
 
-Every number of *this book* in the table is read from a report written by
-``python -m stidi train`` (see ``results/README.md``); nothing is typed in.
-The *published* numbers are quoted from the papers' abstracts, with their
-sources.  A run whose report is missing is shown as "not run".
+Where the reports are
+---------------------
+Full-size runs are too slow for a chapter, so their JSON reports are
+committed to the repository's ``results/`` folder and shipped inside the
+package (``pyproject.toml`` installs that folder as ``stidi/_results``).
+:func:`results_dir` finds them, first match wins:
+
+1. the folder named by the environment variable :data:`ENV_VAR`
+   (``STIDI_RESULTS``), which must exist;
+2. ``results/`` next to the package source (a checkout or an editable
+   install), when it holds at least one ``*.json`` report;
+3. the copy installed with the package (``stidi/_results``).
+
+So a chapter downloaded from the book runs anywhere ``pip install stidi``
+works, and in a checkout it always reads the freshest reports.
 
 Functions
 ---------
-:func:`load_reports`
-    ``{run name: report dict or None}`` for the runs listed in :data:`RUNS`.
-:func:`build_table`
-    One row per run: the published number next to ours, with run time,
-    hardware and the command that produced the report.
-:func:`binary_drop_table`
-    Accuracy lost by binarising the weights of the convolutional networks,
-    published against ours.
-:func:`learning_curves`
-    The per-epoch history of every report, in long form, for charts.
-
-Accuracies in the tables are percentages (``100 * fraction``), times are in
-minutes; a missing value is ``NaN``.
+:func:`results_dir`, :func:`load_report`, :func:`available_reports`
+    Locate and read reports.
+:func:`build_table`, :func:`binary_drop_table`, :func:`learning_curves`
+    The reproduction table of chapter 8: every number of this book read from
+    a report written by ``python -m stidi train``, next to the published
+    number (quoted from the papers' abstracts).  A missing report is shown as
+    :data:`NOT_RUN`.  Accuracies are percentages (``100 * fraction``), times
+    minutes; a missing value is ``NaN``.
+:func:`over_seeds`
+    Rerun one configuration with several seeds and return a tidy frame, for
+    error bars in labs (:func:`stidi.plot.seed_chart` draws it).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 __all__ = [
+    "ENV_VAR",
+    "results_dir",
+    "report_path",
+    "load_report",
+    "available_reports",
     "Published",
     "Run",
     "RUNS",
     "BINARY_PAIRS",
     "NOT_RUN",
+    "PUBLISHED_BINARY_DROP",
     "load_reports",
     "build_table",
     "binary_drop_table",
     "learning_curves",
     "hardware",
     "interval_half_width",
+    "over_seeds",
 ]
+
+#: Environment variable naming a folder of reports that overrides the others.
+ENV_VAR = "STIDI_RESULTS"
+
+_PACKAGE = Path(__file__).resolve().parent
+#: ``results/`` of a checkout (the package source sits next to it).
+CHECKOUT_RESULTS = _PACKAGE.parent / "results"
+#: Where a wheel installs the reports.
+PACKAGED_RESULTS = _PACKAGE / "_results"
+
+
+def _has_reports(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.json"))
+
+
+def results_dir() -> Path:
+    """The folder the reports are read from (see the module docstring for the order)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        folder = Path(env).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{ENV_VAR}={env!r} is not a folder")
+        return folder
+    for folder in (CHECKOUT_RESULTS, PACKAGED_RESULTS):
+        if _has_reports(folder):
+            return folder
+    raise FileNotFoundError(
+        f"no result reports found: set {ENV_VAR} to a folder of *.json reports "
+        f"(looked in {CHECKOUT_RESULTS} and {PACKAGED_RESULTS})")
+
+
+_locate = results_dir
+
+
+def _name(name: str) -> str:
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"a report name is a file name such as 'fc-mnist' or 'fc-mnist.json', not {name!r}")
+    return name if name.endswith(".json") else f"{name}.json"
+
+
+def report_path(name: str, folder: str | Path | None = None) -> Path:
+    """Path of report ``name`` (``"fc-mnist"`` or ``"fc-mnist.json"``); it may not exist."""
+    return Path(folder if folder is not None else results_dir()) / _name(name)
+
+
+def load_report(name: str, folder: str | Path | None = None, *, required: bool = False) -> dict | None:
+    """Read a committed report; ``None`` when it is missing (``required=True``: raise instead).
+
+    Example::
+
+        rep = stidi.results.load_report("fc-mnist")
+        print(rep["test_accuracy"], rep["command"])
+    """
+    path = report_path(name, folder)
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"report {path.name} not found in {path.parent}")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def available_reports(folder: str | Path | None = None) -> list[str]:
+    """Names (without ``.json``) of the reports in the results folder."""
+    return sorted(p.stem for p in Path(folder if folder is not None else results_dir()).glob("*.json"))
+
+
+# ---------------------------------------------------------------- reproduction table
 
 #: Text shown in place of this book's numbers when a report is missing.
 NOT_RUN = "not run"
@@ -113,16 +204,18 @@ def _check_report(report: dict, path: Path) -> dict:
     return report
 
 
-def load_reports(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> dict[str, dict | None]:
+def load_reports(results_dir: str | Path | None = None,
+                 runs: tuple[Run, ...] = RUNS) -> dict[str, dict | None]:
     """Read ``<results_dir>/<run>.json`` for every run; ``None`` where the file does not exist.
 
-    A file that exists but is not a training report raises ``ValueError``
-    (a broken report must not silently become "not run").
+    ``results_dir=None`` uses :func:`results_dir`.  A file that exists but is
+    not a training report raises ``ValueError`` (a broken report must not
+    silently become "not run").
     """
-    results_dir = Path(results_dir)
+    folder = Path(results_dir) if results_dir is not None else _locate()
     out: dict[str, dict | None] = {}
     for run in runs:
-        path = results_dir / f"{run.name}.json"
+        path = folder / f"{run.name}.json"
         if path.is_file():
             out[run.name] = _check_report(json.loads(path.read_text(encoding="utf-8")), path)
         else:
@@ -155,7 +248,7 @@ def hardware(report: dict) -> str:
     return ", ".join(parts + versions) if parts or versions else "unknown"
 
 
-def build_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> pd.DataFrame:
+def build_table(results_dir: str | Path | None = None, runs: tuple[Run, ...] = RUNS) -> pd.DataFrame:
     """The side-by-side table, one row per run (index: run name).
 
     Columns: ``network``, ``dataset``, ``published (%)``, ``published by``,
@@ -165,6 +258,10 @@ def build_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> pd.Dat
     ``test, no fallback (%)``, ``validation (%)``, ``best epoch``, ``epochs``,
     ``difference (points)`` (ours minus published), ``architecture``,
     ``training (min)``, ``hardware``, ``command``.
+
+    Example::
+
+        stidi.results.build_table()[["published (%)", "test (%)", "difference (points)"]]
     """
     reports = load_reports(results_dir, runs)
     rows = []
@@ -215,7 +312,7 @@ def _kilobytes(report: dict | None) -> float:
     return _field(report, "weight_bytes") / 1000.0
 
 
-def binary_drop_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS,
+def binary_drop_table(results_dir: str | Path | None = None, runs: tuple[Run, ...] = RUNS,
                       pairs=BINARY_PAIRS) -> pd.DataFrame:
     """Test accuracy lost by binarising the weights: published against ours (points).
 
@@ -246,7 +343,7 @@ def binary_drop_table(results_dir: str | Path, runs: tuple[Run, ...] = RUNS,
     return pd.DataFrame(rows).set_index("dataset")
 
 
-def learning_curves(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> pd.DataFrame:
+def learning_curves(results_dir: str | Path | None = None, runs: tuple[Run, ...] = RUNS) -> pd.DataFrame:
     """Per-epoch history of every available report, long form.
 
     Columns: ``run``, ``network``, ``dataset``, ``epoch``, ``metric``, ``value``
@@ -277,3 +374,72 @@ def learning_curves(results_dir: str | Path, runs: tuple[Run, ...] = RUNS) -> pd
                                  "best epoch": int(rep["best_epoch"])})
     columns = ["run", "network", "dataset", "epoch", "metric", "value", "best epoch"]
     return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------- seed repeats
+
+def _fit_one(estimator, seed: int, train, validation, test) -> dict[str, Any]:
+    est = copy.deepcopy(estimator)
+    est.set_params(random_state=int(seed))
+    X, y = train
+    t0 = time.perf_counter()
+    if validation is not None:
+        est.fit(X, y, validation_data=validation)
+    else:
+        est.fit(X, y)
+    row: dict[str, Any] = {"fit_seconds": time.perf_counter() - t0}
+    history = getattr(est, "history_", None) or []
+    vals = [h["val_accuracy"] for h in history if "val_accuracy" in h]
+    if vals:
+        row["val_accuracy"] = float(max(vals))
+    if getattr(est, "best_epoch_", None) is not None:
+        row["best_epoch"] = int(est.best_epoch_)
+    if test is not None:
+        row["test_accuracy"] = float(est.score(*test))
+    return row
+
+
+def over_seeds(estimator: Any, train: tuple | None = None, *, validation: tuple | None = None,
+               test: tuple | None = None, seeds: Iterable[int] = (0, 1, 2),
+               **labels: Any) -> pd.DataFrame:
+    """Run one configuration once per seed; one row per seed (a tidy frame).
+
+    ``estimator`` is either an unfitted classifier with ``set_params``,
+    ``fit`` and ``score`` (``SpikingClassifier``, ``ConvSpikingClassifier``):
+    it is copied, given ``random_state=seed`` and fitted on ``train``, with
+    ``validation`` as ``validation_data``; or a function ``seed -> dict`` of
+    measurements, called once per seed (then ``train`` and the rest are not
+    used).  ``labels`` become constant columns naming the configuration, so
+    frames of several configurations can be concatenated.
+
+    Columns: the labels, ``seed``, then ``fit_seconds``, ``val_accuracy``
+    (best epoch), ``best_epoch`` and ``test_accuracy`` for a classifier, or
+    the keys of the function's dicts.
+
+    Example::
+
+        clf = SpikingClassifier(hidden=(100,), epochs=3, verbose=False)
+        runs = stidi.results.over_seeds(clf, (X_tr, y_tr), validation=(X_va, y_va),
+                                        test=(X_te, y_te), seeds=[0, 1, 2], width=100)
+        runs.groupby("width")["test_accuracy"].agg(["mean", "std"])
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("over_seeds needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"repeated seeds {seeds}: every repeat needs its own seed")
+    is_estimator = hasattr(estimator, "fit") and hasattr(estimator, "set_params")
+    if not is_estimator and not callable(estimator):
+        raise TypeError("over_seeds takes a classifier (fit/set_params/score) or a function seed -> dict")
+    if is_estimator and train is None:
+        raise ValueError("a classifier needs train=(X, y)")
+    rows = []
+    for seed in seeds:
+        if is_estimator:
+            result = _fit_one(estimator, seed, train, validation, test)
+        else:
+            result = estimator(seed)
+            if not isinstance(result, Mapping):
+                raise TypeError(f"the function returned {type(result).__name__}, not a dict of measurements")
+        rows.append({**labels, "seed": seed, **dict(result)})
+    return pd.DataFrame(rows)
