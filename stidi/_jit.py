@@ -48,6 +48,13 @@ def _configure_cache() -> bool:
 
 CACHE_ENABLED = _configure_cache()
 
+# Parallel kernels split a mini-batch or an evaluation set into a few coarse shares.
+# Numba's OpenMP layer lets idle workers spin, which on a machine shared with other
+# jobs made two threads slower than one; the workqueue layer does not spin.  An
+# explicit NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
 
 def njit(*args, **kwargs):
     """:func:`numba.njit` with ``cache`` set from :data:`CACHE_ENABLED`."""
