@@ -33,7 +33,7 @@ from .network import forward_network, train_epoch_batch, train_epoch_sgd
 from .neuron import _check_positive, encode
 from .rule import decide_batch
 
-__all__ = ["SpikingClassifier", "ConvSpikingClassifier", "calibrate_scale"]
+__all__ = ["SpikingClassifier", "ConvSpikingClassifier", "NotFittedError", "calibrate_scale"]
 
 # Learning-rate defaults (units: each layer's calibrated initial scale s_l) when
 # lr_hidden / lr_output are None.  Dense networks: the rates chosen on a
@@ -42,6 +42,14 @@ __all__ = ["SpikingClassifier", "ConvSpikingClassifier", "calibrate_scale"]
 # Networks with a convolution: the rates chosen for 28x28-16C5-P2-10.
 AUTO_LR = {False: {"lr_hidden": 5.7e-3, "lr_output": 1.6e-4},
            True: {"lr_hidden": 1e-4, "lr_output": 1e-3}}
+
+
+class NotFittedError(RuntimeError, ValueError, AttributeError):
+    """A method that needs a fitted estimator was called before :meth:`SpikingClassifier.fit`.
+
+    A ``ValueError`` and ``AttributeError`` as scikit-learn's own (so ``hasattr(clf, "coefs_")``
+    is False before fitting), and a ``RuntimeError`` as in earlier versions.
+    """
 
 
 def _n_threads(n_jobs) -> int:
@@ -723,7 +731,7 @@ class SpikingClassifier:
 
     def _check_fitted(self):
         if not hasattr(self, "W_"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "W_")
