@@ -9,29 +9,12 @@ import numpy as np
 from ._jit import njit
 
 
-class Scratch(NamedTuple):
-    """Buffers of one sample: every unit's outputs and learning quantities (``a_total`` each),
-    the gathered receptive field and sort buffers (``max_rf``), and per-layer outputs (``max_out``)."""
-
-    t: np.ndarray
-    slope: np.ndarray
-    vpk: np.ndarray
-    tpk: np.ndarray
-    win: np.ndarray
-    err: np.ndarray
-    g: np.ndarray
-    tstar: np.ndarray
-    T: np.ndarray
-    rf: np.ndarray
-    act_t: np.ndarray
-    act_i: np.ndarray
-    V: np.ndarray
-    S: np.ndarray
-    to: np.ndarray
-    so: np.ndarray
-    vo: np.ndarray
-    po: np.ndarray
-    coef: np.ndarray
+#: Buffers of one sample: every unit's outputs and learning quantities (``a_total`` each: t,
+#: slope, vpk, tpk, win, err, g, tstar), the output targets T and per-layer outputs to/so/vo/po
+#: and coef (``max_out``), the gathered receptive field and sort buffers rf/act_t/act_i
+#: (``max_rf``) and the sweep's V/S (``max_out``).
+Scratch = NamedTuple("Scratch", [(name, np.ndarray) for name in
+                                 "t slope vpk tpk win err g tstar T rf act_t act_i V S to so vo po coef".split()])
 
 
 @njit

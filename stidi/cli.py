@@ -208,7 +208,7 @@ def _splits(args, y):
 
 def train(args: argparse.Namespace) -> dict:
     """``python -m stidi train``: returns the report it writes."""
-    from ._io import atomic_write_text
+    from ._io import atomic_write_text, params_json
 
     clf, arch = _make_model(args)
     X, y = _load(args, "train")
@@ -247,7 +247,7 @@ def train(args: argparse.Namespace) -> dict:
         "n_train": int(len(tr_idx)),
         "n_val": int(len(va_idx)),
         "n_test": int(len(yt)),
-        "config": json.loads(_params_json(clf)),
+        "config": json.loads(params_json(clf.get_params())),
         "command": "python -m stidi " + " ".join(shlex.quote(a) for a in args.argv),
         "history": clf.history_,
         "environment": _environment(),
@@ -269,15 +269,9 @@ def train(args: argparse.Namespace) -> dict:
     return report
 
 
-def _params_json(clf) -> str:
-    from ._io import params_json
-
-    return params_json(clf.get_params())
-
-
 def evaluate(args: argparse.Namespace) -> dict:
     """``python -m stidi evaluate MODEL.npz``: scores on the test split; returns them."""
-    from ._io import atomic_write_text
+    from ._io import atomic_write_text, params_json
     from .model import SpikingClassifier
 
     _check_data_dir(args)
@@ -296,7 +290,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     report = {"model_file": str(args.model), "dataset": args.dataset + ("-subset" if args.subset else ""),
               "architecture": clf.arch_.text, "n_test": int(len(yt)),
               **{"test_" + k: v for k, v in scores.items()},
-              "test_seconds": time.perf_counter() - t0, "config": json.loads(_params_json(clf)),
+              "test_seconds": time.perf_counter() - t0, "config": json.loads(params_json(clf.get_params())),
               "environment": _environment()}
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(report, indent=2, default=float) + "\n")

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _io
-from ._codes import N_STATS, Col, LayerKind, Neuron, Optimizer, Schedule, Stat, make_rule
+from ._codes import N_STATS, LayerKind, Neuron, Optimizer, Schedule, Stat, make_rule
 from .architecture import parse_architecture
 from .binary import forward_weights
 from .datasets import shift_images
@@ -266,9 +266,14 @@ class SpikingClassifier:
 
     # ------------------------------------------------------------------ parameters
     @classmethod
+    def _defaults(cls) -> dict:
+        """Constructor parameters and their defaults (of :class:`SpikingClassifier` itself)."""
+        return {p.name: p.default for p in inspect.signature(SpikingClassifier.__init__).parameters.values()
+                if p.name != "self"}
+
+    @classmethod
     def _param_names(cls) -> list:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self"]
+        return list(cls._defaults())
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor parameters, exactly as stored (``deep`` is accepted; there are no sub-estimators)."""
@@ -285,7 +290,7 @@ class SpikingClassifier:
         return self
 
     def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        defaults = self._defaults()
         changed = [f"{k}={v!r}" for k, v in self.get_params().items()
                    if not (isinstance(v, type(defaults[k])) and v == defaults[k])]
         return f"{type(self).__name__}({', '.join(changed)})"
@@ -762,9 +767,9 @@ class SpikingClassifier:
     def load(cls, path: str | os.PathLike) -> "SpikingClassifier":
         """Load a model written by :meth:`save` (format 2) or by an earlier version (format 1)."""
         data = _io.read_model(path)
-        defaults = {p.name: p.default for p in inspect.signature(SpikingClassifier.__init__).parameters.values()}
+        defaults = cls._defaults()
         params = {k: tuple(v) if isinstance(defaults[k], tuple) and isinstance(v, list) else v
-                  for k, v in data["params"].items() if k in defaults and k != "self"}
+                  for k, v in data["params"].items() if k in defaults}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             clf = cls(**params)
@@ -824,7 +829,3 @@ class ConvSpikingClassifier(SpikingClassifier):
         warnings.warn("ConvSpikingClassifier is deprecated; use stidi.SpikingClassifier(arch=...)",
                       FutureWarning, stacklevel=2)
         super().__init__(arch, epochs=epochs, **kwargs)
-
-    @classmethod
-    def _param_names(cls) -> list:
-        return SpikingClassifier._param_names()
