@@ -8,7 +8,7 @@ and/or a list of explicit ``runs``, and the ``seeds``::
 
     [base]
     dataset = "fashion-mnist"
-    hidden = 400            # a list repeats the flag: hidden = [400, 400]
+    arch = "784-400-10"
     epochs = 20
     val_size = 5000         # -> --val-size 5000
     subset = false          # booleans are bare flags, given when true
@@ -16,7 +16,7 @@ and/or a list of explicit ``runs``, and the ``seeds``::
     lr_decay = 0.9
 
     [grid]
-    hidden = [400, 800]
+    arch = ["784-400-10", "784-800-10"]
     set.gamma = [3.0, 30.0]
 
     [[runs]]                # explicit configurations (here: one more)
