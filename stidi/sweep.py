@@ -33,7 +33,7 @@ Each (configuration, seed) pair is one *run*: one single-threaded
 ``python -m stidi train`` process writing ``<out-dir>/<run>.json`` (the
 report of ``train``, unchanged) and a checkpoint after every epoch.  Run
 names are readable and stable: the overrides, the seed and a short hash of
-the full configuration, e.g. ``lr_decay-0.5_gamma-10.0_seed2_c9960673`` in
+the full configuration, e.g. ``lr_decay-0.5_gamma-10.0_seed2_bbd548ad`` in
 ``results/sweeps/example.toml``.  A run
 whose report exists with the same command is skipped, an interrupted run
 resumes from its checkpoint, and a failed run leaves the tail of its
