@@ -110,9 +110,17 @@ def _conv_forward(t_in, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out
         for x in range(Wo):
             # ... and of the k columns of position (y, x): the receptive field, in time order
             m = _cut(nr, rx, x - pad, k, 1, rt, rr, rx, sc.act_t, sc.act_i, sc.cx)
+            p = y * Wo + x
+            if m == 0:  # nothing reaches this position: every filter stays at rest
+                for f in range(F):
+                    q = f * HoWo + p
+                    t_out[q] = t_max
+                    slope_out[q] = 0.0
+                    vpk_out[q] = 0.0
+                    tpk_out[q] = t_max
+                continue
             _sweep_sorted(m, sc.act_t, sc.act_i, WT, theta, neuron.tau1, neuron.tau2, t_max,
                           to, so, vo, po, sc.V, sc.S, track_peak)
-            p = y * Wo + x
             for f in range(F):
                 q = f * HoWo + p
                 t_out[q] = to[f]
