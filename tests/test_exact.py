@@ -213,3 +213,33 @@ def test_bad_input_and_unfitted():
         ExactGradientClassifier().fit(X, y, X)
     with pytest.raises(ValueError, match="backend"):
         ExactGradientClassifier(backend="torch").fit(X, y)
+
+
+def test_directional_derivative_on_the_calibrated_image_network():
+    """On the package's 784-H-10 network at its calibrated initialisation, with real images,
+    the exact gradient predicts the loss change along random weight directions."""
+    from stidi.datasets import load_subset
+
+    X, y = load_subset("fashion-mnist", "train")
+    clf = ExactGradientClassifier(hidden=(40,), init_samples=200)
+    clf.classes_ = np.arange(10)
+    sizes = clf._validate(784, 10)
+    T = clf._times(X[:200])
+    Ws, _ = clf._init_weights(T, sizes, np.random.default_rng(0))
+    Tb, yb = T[:32], y[:32].astype(np.int64)
+
+    def loss(Wl):
+        acts = network_forward(Tb, Wl, [1.0, 1.0], 128.0, 1024.0, 256.0)
+        return softmax_time_loss(acts[-1][0], yb, 4.0)[0], acts
+
+    _, acts = loss(Ws)
+    assert np.mean(acts[1][0] < 256) > 0.5 and np.mean(acts[2][0] < 256) > 0.5
+    _, g = network_gradient(acts, Ws, yb, 4.0, 128.0, 1024.0, 256.0, 1e-3)
+    rng = np.random.default_rng(1)
+    h = 1e-6
+    for _ in range(3):
+        D = [rng.normal(size=W.shape) * W.std() for W in Ws]
+        pred = sum(float(np.sum(gi * di)) for gi, di in zip(g, D))
+        lp = loss([W + h * d for W, d in zip(Ws, D)])[0]
+        lm = loss([W - h * d for W, d in zip(Ws, D)])[0]
+        assert pred == pytest.approx((lp - lm) / (2 * h), rel=1e-4)
