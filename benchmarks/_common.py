@@ -16,10 +16,10 @@ import numpy as np
 def best_of(fn, repeat: int, cpu: bool = False) -> float:
     """Shortest time of ``repeat`` calls of ``fn`` (seconds).
 
-    Wall time by default; with ``cpu=True`` the CPU time of the calling thread, which a
+    Wall time by default; with ``cpu=True`` the CPU time of the process, which a
     busy machine distorts far less (only for single-threaded code).
     """
-    clock = time.thread_time if cpu else time.perf_counter
+    clock = time.process_time if cpu else time.perf_counter
     best = np.inf
     for _ in range(repeat):
         t0 = clock()

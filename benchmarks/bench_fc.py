@@ -66,18 +66,21 @@ from _common import best_of, load_average, machine_info, now_iso, write_json_ato
 TAU1, TAU2, TMAX = 128.0, 1024.0, 256.0
 
 
-def load_images():
+def load_images(dataset="mnist"):
     try:
-        X, y = datasets.load("mnist", "train", download=False)
+        X, y = datasets.load(dataset, "train", download=False)
         return X, y, True
     except datasets.DatasetError:
-        X, y = datasets.load_subset("mnist", "train")
+        X, y = datasets.load_subset(dataset, "train")
         return X, y, False
 
 
-def trained_like_weights(T, y, rng):
-    """A briefly trained 784-400-10 network, so that firing statistics are realistic."""
-    clf = SpikingClassifier("784-400-10", epochs=1, random_state=0)
+def trained_like_weights(T, y, rng, epochs=1):
+    """A briefly trained 784-400-10 network, so that firing statistics are realistic.
+
+    ``epochs=0`` gives the calibrated random initialisation (nothing learned).
+    """
+    clf = SpikingClassifier("784-400-10", epochs=epochs, random_state=0)
     clf.fit(T[:3000], y[:3000])
     return clf
 
@@ -128,20 +131,34 @@ def main():
               "t_max": TMAX, "tau1": TAU1, "tau2": TAU2,
               "mean_active_inputs": float(np.mean(np.sum(Tb < TMAX, axis=1)))}
 
-    # 1. forward of one layer over a batch vs one matvec per image
-    stidi.first_spike_times(Tb[:10], W1, 1.0, TAU1, TAU2, TMAX)
-    t_fwd = best_of(lambda: stidi.first_spike_times(Tb, W1, 1.0, TAU1, TAU2, TMAX), args.repeat)
+    # 1. forward of one layer over a batch vs one matvec per image, on both data sets,
+    #    with the calibrated random initialisation and with briefly trained weights
+    report["forward"] = []
+    for dataset in ("mnist", "fashion-mnist"):
+        Xd, yd, full_d = (X, y, full) if dataset == "mnist" else load_images(dataset)
+        Td = np.ascontiguousarray(stidi.encode(Xd.reshape(len(Xd), -1))[:n])
+        for weights, epochs in (("random (calibrated init)", 0), ("trained 1 epoch on 3,000", 1)):
+            Wd = trained_like_weights(Xd, yd, rng, epochs).coefs_[0]
+            stidi.first_spike_times(Td[:10], Wd, 1.0, TAU1, TAU2, TMAX)
 
-    def matvecs():
-        for i in range(n):
-            W1 @ Tb[i]
-    t_mv = best_of(matvecs, args.repeat)
-    report["forward_us_per_image"] = 1e6 * t_fwd / n
-    report["matvec_us_per_image"] = 1e6 * t_mv / n
-    report["forward_over_matvec"] = t_fwd / t_mv
-    print(f"[1] forward 784->400, {n} images in one call: {report['forward_us_per_image']:.1f} us/image; "
-          f"NumPy matvec {report['matvec_us_per_image']:.1f} us/image; ratio {report['forward_over_matvec']:.2f} "
-          f"(target <= 2)")
+            def matvecs():
+                for i in range(n):
+                    Wd @ Td[i]
+            t_fwd = t_mv = np.inf
+            for _ in range(args.repeat):  # the two members alternate, so load hits both alike
+                t_fwd = min(t_fwd, best_of(lambda: stidi.first_spike_times(Td, Wd, 1.0, TAU1, TAU2, TMAX), 1,
+                                           cpu=True))
+                t_mv = min(t_mv, best_of(matvecs, 1, cpu=True))
+            row = {"dataset": dataset + ("" if full_d else " (subset)"), "weights": weights,
+                   "forward_us_per_image": 1e6 * t_fwd / n, "matvec_us_per_image": 1e6 * t_mv / n,
+                   "forward_over_matvec": t_fwd / t_mv,
+                   "hidden_silent_fraction": float(np.mean(stidi.first_spike_times(Td[:200], Wd, 1.0, TAU1,
+                                                                                    TAU2, TMAX) >= TMAX))}
+            report["forward"].append(row)
+            print(f"[1] forward 784->400, {dataset}, {weights}: {row['forward_us_per_image']:.1f} us/image; "
+                  f"NumPy matvec {row['matvec_us_per_image']:.1f} us/image; ratio "
+                  f"{row['forward_over_matvec']:.2f} (target <= 2)")
+    report["forward_over_matvec"] = max(r["forward_over_matvec"] for r in report["forward"])
 
     # 2. one training step: event-driven kernel vs clock-driven grid twin
     arch = parse_architecture("784-400-10")
@@ -171,16 +188,22 @@ def main():
     print(f"[2] training step 784-400-10: event-driven {1e6 * t_k:.0f} us; clock-driven grid twin "
           f"(t_max=256) {1e6 * t_g:.0f} us; speed-up {t_g / t_k:.0f}x (target >= 30)")
 
-    # 3. one epoch of full MNIST
+    # 3. one epoch of full MNIST: online (serial) and in mini-batches on every thread
     if args.epoch and full:
         clf = SpikingClassifier("784-400-10", epochs=1, random_state=0)
         t0 = time.perf_counter()
         clf.fit(X, y)
         report["epoch_seconds_including_calibration"] = time.perf_counter() - t0
         report["epoch_train_seconds"] = clf.history_[0]["train_seconds"]
-        print(f"[3] one epoch of full MNIST (60,000 images), 784-400-10: "
+        print(f"[3] one epoch of full MNIST (60,000 images), 784-400-10, online: "
               f"{report['epoch_train_seconds']:.1f} s training "
-              f"({report['epoch_seconds_including_calibration']:.1f} s with calibration) (target <= 15 s)")
+              f"({report['epoch_seconds_including_calibration']:.1f} s with calibration)")
+        clf = SpikingClassifier("784-400-10", epochs=1, batch_size=32, optimizer="adam",
+                                n_jobs=THREADS, random_state=0)
+        clf.fit(X, y)
+        report["epoch_batch_train_seconds"] = clf.history_[0]["train_seconds"]
+        print(f"[3] the same epoch in mini-batches of 32 on {THREADS} thread(s): "
+              f"{report['epoch_batch_train_seconds']:.1f} s training (target <= 5 s with both cores)")
     elif args.epoch:
         print("[3] skipped: full MNIST not found (set STIDI_DATA)")
     report["load_average_before"] = load_before

@@ -78,14 +78,19 @@ def load_weights(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(W_hidden (400, 784), W_out (10, 400))`` from S4NN's ``.npy`` file."""
     raw = path.read_bytes()
     stream = io.BytesIO(raw)
-    version = np.lib.format.read_magic(stream)
-    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                   (2, 0): np.lib.format.read_array_header_2_0}[version]
-    shape, fortran, dtype = read_header(stream)
-    if dtype.hasobject:
-        layers = _ArrayUnpickler(stream).load()
-    else:
-        layers = np.lib.format.read_array(io.BytesIO(raw))
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, fortran, dtype = read_header(stream)
+        if dtype.hasobject:
+            layers = _ArrayUnpickler(stream).load()
+        else:
+            layers = np.lib.format.read_array(io.BytesIO(raw))
+    except (ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path}: not a readable .npy weights file ({exc})") from exc
     if len(layers) != 2:
         raise ValueError(f"{path}: expected 2 weight arrays, found {len(layers)}")
     hidden = np.asarray(layers[0], dtype=np.float64).reshape(len(layers[0]), -1)
@@ -101,6 +106,8 @@ def layer_times(t_in: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray
     ``t_in``: integer input spike times, ``T_MAX`` or more = no spike.
     """
     active = np.flatnonzero(t_in < T_MAX)
+    if len(active) == 0:                                  # no input spike: silent, potential 0
+        return np.full(W.shape[0], T_MAX, dtype=np.int64), np.zeros(W.shape[0])
     order = active[np.argsort(t_in[active], kind="stable")]
     times = t_in[order]
     v = np.cumsum(W[:, order], axis=1)                    # potential after each input, in time order
@@ -154,10 +161,17 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="score only the first N test images")
     parser.add_argument("--out", type=Path, required=True, help="JSON report to write")
     args = parser.parse_args(argv)
+    if args.limit < 0:
+        parser.error(f"--limit must be 0 (all images) or positive, not {args.limit}")
+    if not args.weights.is_file():
+        parser.error(f"--weights: no such file: {args.weights}")
+    try:
+        hidden, output = load_weights(args.weights)
+    except ValueError as exc:
+        parser.error(f"--weights: {exc}")
 
     from stidi.datasets import load
 
-    hidden, output = load_weights(args.weights)
     images, labels = load("mnist", "test", download=False)
     if args.limit:
         images, labels = images[:args.limit], labels[:args.limit]

@@ -8,38 +8,14 @@ import numpy as np
 
 from ._jit import njit
 
-
-class Scratch(NamedTuple):
-    """Buffers of one sample: every unit's outputs and learning quantities (``a_total`` each),
-    the receptive field's sorted events (``max_rf``), per-layer outputs (``max_out``), and the
-    event lists of a whole input map and of one row of receptive fields (``max_in``)."""
-
-    t: np.ndarray
-    slope: np.ndarray
-    vpk: np.ndarray
-    tpk: np.ndarray
-    win: np.ndarray
-    err: np.ndarray
-    g: np.ndarray
-    tstar: np.ndarray
-    T: np.ndarray
-    rf: np.ndarray
-    act_t: np.ndarray
-    act_i: np.ndarray
-    V: np.ndarray
-    S: np.ndarray
-    to: np.ndarray
-    so: np.ndarray
-    vo: np.ndarray
-    po: np.ndarray
-    coef: np.ndarray
-    gt: np.ndarray
-    gi: np.ndarray
-    gy: np.ndarray
-    gx: np.ndarray
-    rt: np.ndarray
-    rx: np.ndarray
-    rr: np.ndarray
+#: Buffers of one sample: every unit's outputs and learning quantities (``a_total`` each: t,
+#: slope, vpk, tpk, win, err, g, tstar), the output targets T and per-layer outputs to/so/vo/po
+#: and coef (``max_out``), a receptive field's time-ordered events rf/act_t/act_i/cx (``max_rf``),
+#: the sweep's V/S (``max_out``), and the event lists of a conv layer's whole input map
+#: (gt/gi/gy/gx) and of one row of its receptive fields (rt/rx/rr), ``max_in`` each.
+Scratch = NamedTuple("Scratch", [(name, np.ndarray) for name in
+                                 ("t slope vpk tpk win err g tstar T rf act_t act_i V S to so vo po coef "
+                                  "gt gi gy gx rt rx rr cx").split()])
 
 
 @njit
@@ -53,4 +29,4 @@ def _alloc_scratch(a_total, max_rf, max_out, max_in=1):
                    np.empty(max_out), np.empty(max_in), np.empty(max_in, dtype=np.int64),
                    np.empty(max_in, dtype=np.int64), np.empty(max_in, dtype=np.int64),
                    np.empty(max_in), np.empty(max_in, dtype=np.int64),
-                   np.empty(max_in, dtype=np.int64))
+                   np.empty(max_in, dtype=np.int64), np.empty(max_rf, dtype=np.int64))

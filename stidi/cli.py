@@ -18,6 +18,7 @@ import platform
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", default=None, choices=["fc", "conv"],
                     help=f"deprecated: 'conv' means --arch {CONV_DEFAULT_ARCH}, 'fc' the default")
     tr.add_argument("--hidden", type=_positive_int, action="append",
-                    help="deprecated: hidden layer width, repeatable (--hidden 400 means --arch 784-400-10)")
+                    help="deprecated: hidden layer width, repeatable (--hidden 400 builds 784-400-10, with "
+                         "the former absolute SGD learning rates, so that old commands train as before)")
     tr.add_argument("--epochs", type=_nonneg_int, default=10)
     tr.add_argument("--train-size", type=_positive_int, default=None,
                     help="training images used after the validation split (default: all)")
@@ -146,12 +148,16 @@ def _make_model(args: argparse.Namespace):
     _check_data_dir(args)
     params = dict(arch=_arch(args), binary=args.binary, epochs=args.epochs, random_state=args.seed,
                   verbose=not args.quiet)
+    if args.hidden:  # the deprecated spelling keeps the former learning-rate meaning (see SpikingClassifier)
+        params["hidden"] = tuple(args.hidden)
     params.update(_overrides(args.overrides))
     unknown = sorted(set(params) - set(SpikingClassifier._param_names()))
     if unknown:
         raise CliError(f"--set: unknown parameter {unknown[0]!r} of SpikingClassifier")
-    clf = SpikingClassifier(**params)
-    arch = parse_architecture(clf._arch_string(), n_inputs=_INPUT, n_classes=_CLASSES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # --hidden already said it is deprecated
+        clf = SpikingClassifier(**params)
+        arch = parse_architecture(clf._arch_string(), n_inputs=_INPUT, n_classes=_CLASSES)
     if arch.n_inputs != _INPUT:
         raise CliError(f"architecture {arch.text!r} expects inputs of shape {arch.input_shape} "
                        f"({arch.n_inputs} values) but {args.dataset} images are 28x28 ({_INPUT})")
@@ -202,7 +208,7 @@ def _splits(args, y):
 
 def train(args: argparse.Namespace) -> dict:
     """``python -m stidi train``: returns the report it writes."""
-    from ._io import atomic_write_text
+    from ._io import atomic_write_text, params_json
 
     clf, arch = _make_model(args)
     X, y = _load(args, "train")
@@ -212,8 +218,10 @@ def train(args: argparse.Namespace) -> dict:
         Xt, yt = Xt[: args.test_size], yt[: args.test_size]
     validation = (X[va_idx], y[va_idx]) if len(va_idx) else None
     t0 = time.perf_counter()
-    clf.fit(X[tr_idx], y[tr_idx], validation_data=validation, checkpoint=args.checkpoint,
-            resume=args.resume)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecations were reported in one line
+        clf.fit(X[tr_idx], y[tr_idx], validation_data=validation, checkpoint=args.checkpoint,
+                resume=args.resume)
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     test = clf.evaluate(Xt, yt)
@@ -239,7 +247,7 @@ def train(args: argparse.Namespace) -> dict:
         "n_train": int(len(tr_idx)),
         "n_val": int(len(va_idx)),
         "n_test": int(len(yt)),
-        "config": json.loads(_params_json(clf)),
+        "config": json.loads(params_json(clf.get_params())),
         "command": "python -m stidi " + " ".join(shlex.quote(a) for a in args.argv),
         "history": clf.history_,
         "environment": _environment(),
@@ -261,15 +269,9 @@ def train(args: argparse.Namespace) -> dict:
     return report
 
 
-def _params_json(clf) -> str:
-    from ._io import params_json
-
-    return params_json(clf.get_params())
-
-
 def evaluate(args: argparse.Namespace) -> dict:
     """``python -m stidi evaluate MODEL.npz``: scores on the test split; returns them."""
-    from ._io import atomic_write_text
+    from ._io import atomic_write_text, params_json
     from .model import SpikingClassifier
 
     _check_data_dir(args)
@@ -288,7 +290,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     report = {"model_file": str(args.model), "dataset": args.dataset + ("-subset" if args.subset else ""),
               "architecture": clf.arch_.text, "n_test": int(len(yt)),
               **{"test_" + k: v for k, v in scores.items()},
-              "test_seconds": time.perf_counter() - t0, "config": json.loads(_params_json(clf)),
+              "test_seconds": time.perf_counter() - t0, "config": json.loads(params_json(clf.get_params())),
               "environment": _environment()}
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(report, indent=2, default=float) + "\n")

@@ -49,6 +49,24 @@ __all__ = ["conv_forward"]
 
 
 @njit
+def _cut(n, coord, lo, k, step, t_src, row_src, carry_src, t_dst, row_dst, carry_dst):
+    """Keep the events whose ``coord - lo`` lies in ``[0, k)``, in order; returns how many.
+
+    Each kept event's weight row moves by ``(coord - lo) * step`` and ``carry`` is copied
+    along.  Chapter: book/06_conv.md, eq-conv-potential.
+    """
+    m = 0
+    for a in range(n):
+        d = coord[a] - lo
+        if d >= 0 and d < k:
+            t_dst[m] = t_src[a]
+            row_dst[m] = row_src[a] + d * step
+            carry_dst[m] = carry_src[a]
+            m += 1
+    return m
+
+
+@njit
 def _span(y, pad, k, n):
     """Kernel offsets ``u`` with ``0 <= y + u - pad < n`` (inside the unpadded map), as a range.
 
@@ -85,29 +103,24 @@ def _conv_forward(t_in, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out
         X = i - c * HW - Y * W
         gy[a] = Y
         gx[a] = X
-        gi[a] = c * kk + X + pad  # weight row of this input at u = 0, x = 0
+        gi[a] = c * kk  # weight row of this input at u = v = 0
     for y in range(Ho):
-        ylo = y - pad
-        nr = 0
-        for a in range(n_act):
-            u = gy[a] - ylo
-            if u >= 0 and u < k:
-                rt[nr] = gt[a]
-                rx[nr] = gx[a]
-                rr[nr] = gi[a] + u * k
-                nr += 1
+        # spikes of the k input rows under output row y (u = Y - y + pad), with their column
+        nr = _cut(n_act, gy, y - pad, k, k, gt, gi, gx, rt, rr, rx)
         for x in range(Wo):
-            xlo = x - pad
-            m = 0
-            for a in range(nr):
-                v = rx[a] - xlo
-                if v >= 0 and v < k:
-                    sc.act_t[m] = rt[a]
-                    sc.act_i[m] = rr[a] - x
-                    m += 1
+            # ... and of the k columns of position (y, x): the receptive field, in time order
+            m = _cut(nr, rx, x - pad, k, 1, rt, rr, rx, sc.act_t, sc.act_i, sc.cx)
+            p = y * Wo + x
+            if m == 0:  # nothing reaches this position: every filter stays at rest
+                for f in range(F):
+                    q = f * HoWo + p
+                    t_out[q] = t_max
+                    slope_out[q] = 0.0
+                    vpk_out[q] = 0.0
+                    tpk_out[q] = t_max
+                continue
             _sweep_sorted(m, sc.act_t, sc.act_i, WT, theta, neuron.tau1, neuron.tau2, t_max,
                           to, so, vo, po, sc.V, sc.S, track_peak)
-            p = y * Wo + x
             for f in range(F):
                 q = f * HoWo + p
                 t_out[q] = to[f]

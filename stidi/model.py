@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _io
-from ._codes import N_STATS, Col, LayerKind, Neuron, Optimizer, Schedule, Stat, make_rule
+from ._codes import N_STATS, LayerKind, Neuron, Optimizer, Schedule, Stat, make_rule
 from .architecture import parse_architecture
 from .binary import forward_weights
 from .datasets import shift_images
@@ -33,7 +33,7 @@ from .network import forward_network, train_epoch_batch, train_epoch_sgd
 from .neuron import _check_positive, encode
 from .rule import decide_batch
 
-__all__ = ["SpikingClassifier", "ConvSpikingClassifier", "calibrate_scale"]
+__all__ = ["SpikingClassifier", "ConvSpikingClassifier", "NotFittedError", "calibrate_scale"]
 
 # Learning-rate defaults (units: each layer's calibrated initial scale s_l) when
 # lr_hidden / lr_output are None.  Dense networks: the rates chosen on a
@@ -42,6 +42,14 @@ __all__ = ["SpikingClassifier", "ConvSpikingClassifier", "calibrate_scale"]
 # Networks with a convolution: the rates chosen for 28x28-16C5-P2-10.
 AUTO_LR = {False: {"lr_hidden": 5.7e-3, "lr_output": 1.6e-4},
            True: {"lr_hidden": 1e-4, "lr_output": 1e-3}}
+
+
+class NotFittedError(RuntimeError, ValueError, AttributeError):
+    """A method that needs a fitted estimator was called before :meth:`SpikingClassifier.fit`.
+
+    A ``ValueError`` and ``AttributeError`` as scikit-learn's own (so ``hasattr(clf, "coefs_")``
+    is False before fitting), and a ``RuntimeError`` as in earlier versions.
+    """
 
 
 def _n_threads(n_jobs) -> int:
@@ -258,9 +266,14 @@ class SpikingClassifier:
 
     # ------------------------------------------------------------------ parameters
     @classmethod
+    def _defaults(cls) -> dict:
+        """Constructor parameters and their defaults (of :class:`SpikingClassifier` itself)."""
+        return {p.name: p.default for p in inspect.signature(SpikingClassifier.__init__).parameters.values()
+                if p.name != "self"}
+
+    @classmethod
     def _param_names(cls) -> list:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self"]
+        return list(cls._defaults())
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor parameters, exactly as stored (``deep`` is accepted; there are no sub-estimators)."""
@@ -277,7 +290,7 @@ class SpikingClassifier:
         return self
 
     def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        defaults = self._defaults()
         changed = [f"{k}={v!r}" for k, v in self.get_params().items()
                    if not (isinstance(v, type(defaults[k])) and v == defaults[k])]
         return f"{type(self).__name__}({', '.join(changed)})"
@@ -723,7 +736,7 @@ class SpikingClassifier:
 
     def _check_fitted(self):
         if not hasattr(self, "W_"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "W_")
@@ -754,9 +767,9 @@ class SpikingClassifier:
     def load(cls, path: str | os.PathLike) -> "SpikingClassifier":
         """Load a model written by :meth:`save` (format 2) or by an earlier version (format 1)."""
         data = _io.read_model(path)
-        defaults = {p.name: p.default for p in inspect.signature(SpikingClassifier.__init__).parameters.values()}
+        defaults = cls._defaults()
         params = {k: tuple(v) if isinstance(defaults[k], tuple) and isinstance(v, list) else v
-                  for k, v in data["params"].items() if k in defaults and k != "self"}
+                  for k, v in data["params"].items() if k in defaults}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             clf = cls(**params)
@@ -816,7 +829,3 @@ class ConvSpikingClassifier(SpikingClassifier):
         warnings.warn("ConvSpikingClassifier is deprecated; use stidi.SpikingClassifier(arch=...)",
                       FutureWarning, stacklevel=2)
         super().__init__(arch, epochs=epochs, **kwargs)
-
-    @classmethod
-    def _param_names(cls) -> list:
-        return SpikingClassifier._param_names()

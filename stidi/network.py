@@ -28,7 +28,7 @@ import numpy as np
 
 from ._codes import ADAM_BETAS, Col, LayerKind, Optimizer
 from ._jit import njit, prange
-from ._scratch import Scratch, _alloc_scratch  # noqa: F401  (Scratch: documented type)
+from ._scratch import _alloc_scratch
 from .binary import _alpha_step, _refresh_binary
 from .conv import _conv_errors_below, _conv_forward, _conv_update
 from .dense import _dense_errors_below, _dense_forward, _dense_update

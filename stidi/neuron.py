@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import njit, prange
+from ._jit import njit
 
 __all__ = ["encode", "psp", "psp_derivative"]
 

@@ -413,17 +413,9 @@ def train_step_reference(x, label, weights, thetas, tau1, tau2, t_max, gamma, lr
                          normalise=True, beta=1.0, slope_floor=1e-3, weight_decay=0.0, **rule):
     r"""One per-sample STiDi-BP step of a fully connected network; returns the updated weights.
 
-    ``weights[l]`` has shape ``(n_out, n_in)``.  The steps:
-
-    1. forward: spike times :math:`t^l` of every layer (silent = ``t_max``);
-    2. output targets :math:`T^L` and errors :math:`e^L = (T^L - t^L)/t_{\max}`;
-    3. for :math:`l = L, \dots, 2`: errors of layer :math:`l-1` from layer
-       :math:`l` with the weights before the update;
-    4. every layer: :math:`\Delta w_{ji} = -\eta_l e_j g_j
-       \varepsilon(t^*_j - t_i)`, :math:`g_j = t_j/\theta_l` (or 1, or
-       :math:`1/\dot v_j`).
-
-    This is :func:`network_step_reference` on the architecture ``n_0-n_1-...-n_L``.
+    ``weights[l]`` has shape ``(n_out, n_in)``: this is :func:`network_step_reference` (read
+    its steps there) on the architecture ``n_0-n_1-...-n_L``, with :math:`\Delta w_{ji} =
+    -\eta_l e_j g_j \varepsilon(t^*_j - t_i)` and :math:`g_j = t_j/\theta_l` (or 1, or :math:`1/\dot v_j`).
     """
     arch = "-".join(str(n) for n in [np.shape(weights[0])[1], *(np.shape(w)[0] for w in weights)])
     return network_step_reference(x, label, arch, [np.asarray(w, dtype=np.float64) for w in weights],

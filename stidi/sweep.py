@@ -8,7 +8,7 @@ and/or a list of explicit ``runs``, and the ``seeds``::
 
     [base]
     dataset = "fashion-mnist"
-    hidden = 400            # a list repeats the flag: hidden = [400, 400]
+    arch = "784-400-10"
     epochs = 20
     val_size = 5000         # -> --val-size 5000
     subset = false          # booleans are bare flags, given when true
@@ -16,7 +16,7 @@ and/or a list of explicit ``runs``, and the ``seeds``::
     lr_decay = 0.9
 
     [grid]
-    hidden = [400, 800]
+    arch = ["784-400-10", "784-800-10"]
     set.gamma = [3.0, 30.0]
 
     [[runs]]                # explicit configurations (here: one more)
@@ -33,7 +33,7 @@ Each (configuration, seed) pair is one *run*: one single-threaded
 ``python -m stidi train`` process writing ``<out-dir>/<run>.json`` (the
 report of ``train``, unchanged) and a checkpoint after every epoch.  Run
 names are readable and stable: the overrides, the seed and a short hash of
-the full configuration, e.g. ``lr_decay-0.5_gamma-10.0_seed2_c9960673`` in
+the full configuration, e.g. ``lr_decay-0.5_gamma-10.0_seed2_bbd548ad`` in
 ``results/sweeps/example.toml``.  A run
 whose report exists with the same command is skipped, an interrupted run
 resumes from its checkpoint, and a failed run leaves the tail of its

@@ -42,7 +42,7 @@ CHAPTER_PARAMETERS: dict[str, dict] = {
     "book/03_linear_approximation": {"n_images": 12, "n_neurons": 40, "n_plot": 100},
     "book/04_stidi_bp_rule": {"n_per_class": 8, "epochs": 3, "n_hidden": 8},
     "book/05_deep_fc": {"n_val": 200, "n_train": 500, "width": 40, "depths": [1, 2], "epochs": 2,
-                        "lr_outputs_compared": [2.5e-6, 1e-5], "sweep_width": 20, "sweep_train": 300,
+                        "lr_outputs_compared": [1.6e-5, 6.4e-5], "sweep_width": 20, "sweep_train": 300,
                         "sweep_epochs": 1},
     "book/06_conv": {"n_train": 300, "n_val": 100, "epochs": 1, "init_samples": 30},
     "book/07_binary": {"n_train": 300, "n_val": 100, "epochs": 2, "n_cost": 50, "init_samples": 30},

@@ -48,8 +48,11 @@ def test_deprecated_hidden_builds_the_arch(tmp_path, capsys):
     assert main(["train", "--dataset", "mnist", "--subset", "--hidden", "20", "--epochs", "1",
                  "--train-size", "200", "--val-size", "100", "--test-size", "100", "--quiet",
                  "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["architecture"] == "784-20-10"
-    assert "deprecated" in capsys.readouterr().err
+    rep = json.loads(out.read_text())
+    assert rep["architecture"] == "784-20-10" and rep["config"]["hidden"] == [20]
+    assert rep["history"][0]["lr"] == [1e-3, 2.5e-6]  # the former absolute SGD rates, as old commands had
+    err = capsys.readouterr().err
+    assert "deprecated" in err and len(err.strip().splitlines()) == 1
 
 
 def test_tiny_train_evaluate_and_resume(tmp_path, capsys):

@@ -29,8 +29,9 @@ def tiny(cls=UnitRange, **kw):
 
 
 EXPECTED = {
-    "check_estimators_unfitted": "raises stidi's own not-fitted RuntimeError: scikit-learn is a test "
-                                 "dependency only, so its NotFittedError class is not used",
+    "check_estimators_unfitted": "raises stidi's own NotFittedError (a ValueError and AttributeError "
+                                 "like scikit-learn's): scikit-learn is a test dependency only, so its "
+                                 "class cannot be the base",
     "check_supervised_y_2d": "y of shape (n, 1) is rejected with a clear error instead of being "
                              "raveled with scikit-learn's DataConversionWarning",
     "check_positive_only_tag_during_fit": "negative features are mapped into (0, 1) by the test "
@@ -49,6 +50,15 @@ EXPECTED = {
 @parametrize_with_checks([tiny()], expected_failed_checks=lambda est: EXPECTED)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_unfitted_estimator():
+    from stidi.model import NotFittedError
+
+    clf = SpikingClassifier()
+    assert not hasattr(clf, "coefs_")
+    with pytest.raises(NotFittedError, match="not fitted"):
+        clf.predict(np.zeros((2, 784)))
 
 
 def test_negative_intensities_rejected():

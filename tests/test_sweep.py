@@ -284,7 +284,7 @@ set = { lr_schedule = "bogus" }
     for run in bad:
         assert not (out / f"{run.name}.json").exists()
         log = (out / f"{run.name}.log").read_text()
-        assert "lr_schedule must be one of" in log and "exit code 1" in log
+        assert "lr_schedule must be one of" in log and "exit code 2" in log
         assert f"- {run.name}" in printed
     assert not (out / "checkpoints").exists()  # finished runs leave no checkpoint
 

@@ -1,0 +1,239 @@
+"""The result scripts of ``scripts/``: their arguments, their error paths and small runs.
+
+The scripts are not part of the package; each is loaded from its file.  Runs on
+real data are marked ``slow`` and skipped without ``STIDI_DATA``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def hidden_error():
+    return _script("fc_hidden_error")
+
+
+@pytest.fixture(scope="module")
+def s4nn():
+    return _script("s4nn_pretrained_eval")
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    return _script("ablation_dtdv")
+
+
+def _fails(main, argv, capsys, expected: str):
+    """``main(argv)`` stops with exit code 2 and one ``error:`` line naming ``expected``."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and expected in errors[0], err
+
+
+# --- scripts/fc_hidden_error.py ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--train", "0"], "--train and --val"),
+    (["--train", "59000", "--val", "5000"], "at most 60000"),
+    (["--epochs", "0"], "--epochs positive"),
+    (["--seeds", "1", "1"], "repeats a seed"),
+    (["--arch", "784-x-10"], "--arch"),
+    (["--arch", "784-10"], "hidden layer"),
+    (["--arch", "28x28-8C5-P2-10"], "fully connected"),
+    (["--dataset", "cifar"], "invalid choice"),
+])
+def test_hidden_error_rejects_bad_arguments_before_reading_data(hidden_error, capsys, tmp_path, monkeypatch,
+                                                                argv, expected):
+    import stidi.datasets
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data read before the arguments were checked")
+
+    monkeypatch.setattr(stidi.datasets, "load", no_data)
+    _fails(hidden_error.main, [*argv, "--out", str(tmp_path / "r.json")], capsys, expected)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_hidden_error_needs_out(hidden_error, capsys):
+    _fails(hidden_error.main, [], capsys, "--out")
+
+
+@pytest.mark.jit
+def test_hidden_error_runs_both_forms_on_a_tiny_slice(hidden_error, tmp_path, monkeypatch):
+    """On a slice of the shipped subset (standing in for the full training set) the report is complete."""
+    import stidi.datasets
+
+    def subset(name, split, download=False):
+        return stidi.datasets.load_subset(name, split)
+
+    monkeypatch.setattr(stidi.datasets, "load", subset)
+    out = tmp_path / "deep" / "report.json"
+    argv = ["--train", "60", "--val", "30", "--arch", "784-6-10", "--epochs", "2", "--seeds", "0", "1",
+            "--out", str(out)]
+    assert hidden_error.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert [p.name for p in out.parent.iterdir()] == ["report.json"]  # no temporary file left behind
+    assert report["architecture"] == "784-6-10" and report["seeds"] == [0, 1]
+    assert sorted((r["hidden_error"], r["seed"]) for r in report["runs"]) == [
+        ("displacement", 0), ("displacement", 1), ("s4nn", 0), ("s4nn", 1)]
+    for run in report["runs"]:
+        curve = run["val_accuracy_per_epoch"]
+        assert len(curve) == 2 and all(0.0 <= v <= 1.0 for v in curve)
+        assert run["best_val_accuracy"] == max(curve) and curve[run["best_epoch"] - 1] == max(curve)
+    for form in ("s4nn", "displacement"):
+        best = [r["best_val_accuracy"] for r in report["runs"] if r["hidden_error"] == form]
+        assert report["summary"][form]["n"] == 2
+        assert report["summary"][form]["mean"] == pytest.approx(np.mean(best))
+        assert report["summary"][form]["sd"] == pytest.approx(np.std(best, ddof=1))
+    assert "--arch 784-6-10" in report["command"] and "--hidden" not in report["command"]
+
+
+@pytest.mark.slow
+@pytest.mark.jit
+def test_hidden_error_on_real_data(hidden_error, stidi_data, tmp_path):
+    out = tmp_path / "r.json"
+    argv = ["--train", "200", "--val", "100", "--arch", "784-10-10", "--epochs", "1", "--seeds", "0",
+            "--out", str(out)]
+    assert hidden_error.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["n_train"] == 200 and len(report["runs"]) == 2
+
+
+# --- scripts/s4nn_pretrained_eval.py ----------------------------------------------------------------------
+
+def test_s4nn_layer_times_by_hand(s4nn):
+    # inputs at steps 3 and 5; the potential is 60 after step 3 and 110 after step 5 (> 100): spike at 6
+    t_in = np.array([3, 5, s4nn.T_MAX])
+    W = np.array([[60.0, 50.0, 1000.0],     # fires; the silent input's weight never counts
+                  [10.0, 10.0, 0.0],        # silent; potential 20 at step 253
+                  [101.0, -200.0, 0.0]])    # fires at 4 although the potential falls later
+    t, v_late = s4nn.layer_times(t_in, W)
+    assert t.tolist() == [6, s4nn.T_MAX, 4]
+    assert v_late.tolist() == [110.0, 20.0, -99.0]
+
+
+def test_s4nn_layer_times_without_input_spikes(s4nn):
+    t, v_late = s4nn.layer_times(np.full(3, s4nn.T_MAX), np.ones((2, 3)))
+    assert t.tolist() == [s4nn.T_MAX] * 2 and v_late.tolist() == [0.0, 0.0]
+
+
+def _two_pixel_network(s4nn):
+    """Hidden neuron i copies pixel i; output slot i (class CLASS_ORDER[i]) copies hidden neuron i."""
+    hidden = np.zeros((2, 784))
+    hidden[0, 0] = hidden[1, 1] = 200.0
+    output = np.zeros((10, 2))
+    output[0, 0] = output[1, 1] = 200.0
+    return hidden, output
+
+
+def test_s4nn_evaluate_counts_ties_and_silence(s4nn):
+    hidden, output = _two_pixel_network(s4nn)
+    first, second = s4nn.CLASS_ORDER[0], s4nn.CLASS_ORDER[1]
+    images = np.zeros((5, 28, 28), dtype=np.uint8)
+    images[0, 0, 0] = 255                  # only slot 0 fires: correct for `first`
+    images[1, 0, 1] = 255                  # only slot 1 fires: correct for `second`
+    images[2, 0, :2] = 255                 # slots 0 and 1 tie: correct only when ties count as correct
+    images[4, 0, 1] = 255                  # slot 1 fires, the label is `first`: wrong
+    # image 3 is black: no output spike, all potentials 0, argmax picks slot 0 = `first`
+    labels = np.array([first, second, first, first, first])
+    report = s4nn.evaluate(images, labels, hidden, output)
+    assert report["n_test"] == 5
+    assert report["accuracy_ties_correct"] == pytest.approx(4 / 5)
+    assert report["accuracy_ties_wrong"] == pytest.approx(3 / 5)
+    assert report["tie_fraction"] == pytest.approx(1 / 5)
+    assert report["output_silent_fraction"] == pytest.approx(1 / 5)
+
+
+def test_s4nn_weights_file_round_trip(s4nn, tmp_path):
+    rng = np.random.default_rng(0)
+    hidden, output = rng.normal(size=(3, 784)), rng.normal(size=(10, 3))
+    layers = np.empty(2, dtype=object)
+    layers[0], layers[1] = hidden, output
+    path = tmp_path / "weights.npy"
+    np.save(path, layers, allow_pickle=True)
+    got_hidden, got_output = s4nn.load_weights(path)
+    assert np.array_equal(got_hidden, hidden) and np.array_equal(got_output, output)
+
+
+def test_s4nn_weights_file_refuses_other_pickled_objects(s4nn, tmp_path):
+    layers = np.empty(2, dtype=object)
+    layers[0], layers[1] = {"a": 1}, Path("x")
+    path = tmp_path / "weights.npy"
+    np.save(path, layers, allow_pickle=True)
+    with pytest.raises(ValueError, match="not a readable"):
+        s4nn.load_weights(path)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"not an npy file", "not a readable .npy weights file"),
+    (None, "unexpected shapes"),
+])
+def test_s4nn_rejects_bad_weights_files(s4nn, capsys, tmp_path, monkeypatch, content, expected):
+    import stidi.datasets
+
+    monkeypatch.setattr(stidi.datasets, "load", lambda *a, **k: pytest.fail("data read for bad weights"))
+    path = tmp_path / "weights.npy"
+    if content is None:
+        layers = np.empty(2, dtype=object)
+        layers[0], layers[1] = np.zeros((3, 100)), np.zeros((10, 3))   # 100 inputs, not 784
+        np.save(path, layers, allow_pickle=True)
+    else:
+        path.write_bytes(content)
+    _fails(s4nn.main, ["--weights", str(path), "--out", str(tmp_path / "r.json")], capsys, expected)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_s4nn_rejects_missing_file_and_negative_limit(s4nn, capsys, tmp_path):
+    out = str(tmp_path / "r.json")
+    _fails(s4nn.main, ["--weights", str(tmp_path / "absent.npy"), "--out", out], capsys, "no such file")
+    _fails(s4nn.main, ["--weights", str(tmp_path / "absent.npy"), "--limit", "-1", "--out", out], capsys,
+           "--limit")
+
+
+@pytest.mark.slow
+def test_s4nn_main_on_real_test_images(s4nn, stidi_data, tmp_path):
+    hidden, output = _two_pixel_network(s4nn)
+    layers = np.empty(2, dtype=object)
+    layers[0], layers[1] = hidden, output
+    weights = tmp_path / "weights.npy"
+    np.save(weights, layers, allow_pickle=True)
+    out = tmp_path / "r.json"
+    assert s4nn.main(["--weights", str(weights), "--limit", "20", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["n_test"] == 20 and report["architecture"] == "784-2-10"
+    assert 0.0 <= report["accuracy_ties_wrong"] <= report["accuracy_ties_correct"] <= 1.0
+    assert "--limit 20" in report["command"]
+
+
+# --- scripts/ablation_dtdv.py (arguments only; its runs go through the command-line tool) -----------------
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--arch", "28x28-8C5-P2-10"], "fully connected"),
+    (["--arch", "784-x-10"], "--arch"),
+    (["--constant-lr", "[0.1]"], "2 positive numbers"),
+    (["--constant-lr", "0.1,0.2"], "JSON list"),
+    (["--seeds", "0,0"], "repeats a seed"),
+])
+def test_ablation_rejects_bad_arguments(ablation, capsys, tmp_path, monkeypatch, argv, expected):
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a run started"))
+    _fails(ablation.main, [*argv, "--out", str(tmp_path / "r.json")], capsys, expected)
