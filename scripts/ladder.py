@@ -2,7 +2,7 @@
 
     python scripts/ladder.py [--control runs/sweeps/s4nn-control] \
         [--ladder runs/sweeps/ladder-fashion-mnist] [--exact results/exact-fashion-mnist.json] \
-        [--budget 10] [--out results/ladder]
+        [--budget 6] [--out results/ladder]
 
 Every rung is read from ``train`` reports (one per seed).  Rung 0 is the S4NN control: its
 first ``--budget`` epochs are exactly a run of that length (constant rate, same seed), so its
@@ -214,13 +214,13 @@ def main(argv=None) -> int:
     ap.add_argument("--control", type=Path, default=ROOT / "runs/sweeps/s4nn-control")
     ap.add_argument("--ladder", type=Path, default=ROOT / "runs/sweeps/ladder-fashion-mnist")
     ap.add_argument("--exact", type=Path, default=ROOT / "results/exact-fashion-mnist.json")
-    ap.add_argument("--budget", type=int, default=10)
+    ap.add_argument("--budget", type=int, default=6)
     ap.add_argument("--out", type=Path, default=ROOT / "results/ladder")
     args = ap.parse_args(argv)
     if args.budget < 1:
         print("error: --budget must be >= 1", file=sys.stderr)
         return 2
-    control = {k: v for k, v in _reports(args.control).items() if "fashion-mnist" in k}
+    control = {k: v for k, v in _reports(args.control).items() if k.startswith("fashion-mnist")}
     ladder = _reports(args.ladder)
     found = {"s4nn-control": next(iter(control.values()), []), **ladder}
     rows, cands = [], []
