@@ -192,6 +192,11 @@ class SpikingClassifier:
         Encode intensities into ``[0, input_window]`` instead of ``[0, t_max]``:
         ``t = floor(input_window * (1 - p))``, black pixels still "no spike".  ``None``:
         ``t_max`` (the plain :func:`stidi.encode`).
+    eval_before_reset : bool, default False
+        Order of the end of an epoch: by default dead hidden neurons are re-drawn
+        first and the validation split then scores the weights with the fresh
+        neurons; True scores (and may keep) the epoch's weights first and re-draws
+        afterwards, as S4NN's code does.
     n_jobs : int or None, default None
         Threads of the parallel kernels (mini-batches, prediction, evaluation) while
         the estimator runs: ``None`` = 1, ``-1`` = all of Numba's pool.  With
@@ -243,7 +248,7 @@ class SpikingClassifier:
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
                  shuffle: bool = True, decay_every: str = "update",
-                 input_window: float | None = None,
+                 input_window: float | None = None, eval_before_reset: bool = False,
                  n_jobs: int | None = None, random_state: int | None = None,
                  verbose: bool = False):
         self.arch = arch
@@ -287,6 +292,7 @@ class SpikingClassifier:
         self.shuffle = shuffle
         self.decay_every = decay_every
         self.input_window = input_window
+        self.eval_before_reset = eval_before_reset
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -399,8 +405,9 @@ class SpikingClassifier:
                                  "use 'constant' or 'linear'")
         if init == Init.UNIFORM and self.binary:
             raise ValueError("binary weights need init='calibrated'")
-        if not isinstance(self.shuffle, (bool, np.bool_)):
-            raise ValueError(f"shuffle must be True or False, got {self.shuffle!r}")
+        for name in ("shuffle", "eval_before_reset"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.input_window is not None:
             iw = self.input_window
             if not isinstance(iw, (int, float, np.number)) or isinstance(iw, bool) \
@@ -675,6 +682,8 @@ class SpikingClassifier:
                 t0 = time.perf_counter()
                 rec = self._run_epoch(T, yi, cfg, epoch, shape, rng)
                 self._select_best(rec, val, epoch)
+                if self.eval_before_reset:
+                    rec["reinitialised"] = self._reset_dead(rec.pop("_fire"), T.shape[0], cfg, rng)
                 rec["seconds"] = time.perf_counter() - t0
                 self.history_.append(rec)
                 if ckpt is not None:
@@ -714,8 +723,7 @@ class SpikingClassifier:
             self.step_ = train_epoch_batch(*args, int(self.batch_size),
                                            min(_n_threads(self.n_jobs), int(self.batch_size)),
                                            cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
-        reinit = reinit_dead(self.arch_, self.W_, fire, T.shape[0], float(self.dead_threshold),
-                             self.scales_, cfg["init_ranges"], rng)
+        reinit = 0 if self.eval_before_reset else self._reset_dead(fire, T.shape[0], cfg, rng)
         seconds = time.perf_counter() - t0
         n = max(stats[Stat.N], 1)
         rec = {
@@ -731,7 +739,15 @@ class SpikingClassifier:
         }
         if self.binary:
             rec["alpha"] = [float(v) for v in self.alpha_]
+        if self.eval_before_reset:
+            rec["_fire"] = fire
         return rec
+
+    def _reset_dead(self, fire, n_seen, cfg, rng) -> int:
+        """Fresh weights for the hidden units that fired too rarely in the epoch (``dead_threshold``)."""
+        n = reinit_dead(self.arch_, self.W_, fire, n_seen, float(self.dead_threshold), self.scales_,
+                        cfg["init_ranges"], rng)
+        return int(n)
 
     def _select_best(self, rec: dict, val, epoch: int) -> None:
         """Keep the weights of the best validation epoch (the last epoch without validation data)."""

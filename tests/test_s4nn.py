@@ -193,6 +193,20 @@ def test_dead_hidden_neurons_are_redrawn_from_the_uniform_range():
     assert 0 <= W.min() and W.max() <= 0.01
 
 
+def test_eval_before_reset_scores_the_epoch_before_dead_neurons_are_redrawn():
+    X, y = small_data()
+    cfg = {**S4NN, "init_range": [(0, 0.01), (0, 48)], "dead_threshold": 0.5, "lr": [0.0, 0.0]}
+    after = SpikingClassifier("64-20-3", epochs=1, random_state=0, **cfg).fit(X, y, validation_data=(X, y))
+    before = SpikingClassifier("64-20-3", epochs=1, random_state=0, eval_before_reset=True,
+                               **cfg).fit(X, y, validation_data=(X, y))
+    assert after.history_[0]["reinitialised"] == before.history_[0]["reinitialised"] == 20
+    np.testing.assert_array_equal(after.last_W_, before.last_W_)       # same draws, same order
+    np.testing.assert_array_equal(after.W_, after.last_W_)             # kept weights include the reset
+    init = SpikingClassifier("64-20-3", epochs=0, random_state=0, **cfg).fit(X, y)
+    np.testing.assert_array_equal(before.W_, init.W_)                   # scored and kept before the reset
+    assert not np.array_equal(before.W_, before.last_W_)
+
+
 def test_s4nn_accuracy_counts_ties_as_correct_and_reads_the_potential_when_silent():
     X, y = small_data()
     clf = SpikingClassifier("64-20-3", epochs=0, random_state=0, **S4NN).fit(X, y)
