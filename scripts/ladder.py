@@ -61,6 +61,18 @@ def _reports(folder: Path) -> dict:
         label = p.stem.rsplit("_seed", 1)[0]
         r["_file"] = str(p)
         out.setdefault(label, []).append(r)
+    # runs still in progress: their checkpoint holds the history so far
+    for p in sorted((folder / "checkpoints").glob("*.npz")):
+        label = p.stem.rsplit("_seed", 1)[0]
+        if label in out:
+            continue
+        import numpy as np
+
+        z = np.load(p, allow_pickle=False)
+        params = json.loads(str(z["params"]))
+        out.setdefault(label, []).append({
+            "history": json.loads(str(z["history"])), "config": params,
+            "command": f"(in progress: checkpoint {p.name} of the sweep)", "_file": str(p)})
     return out
 
 
@@ -160,27 +172,36 @@ def _markdown(data: dict) -> str:
         "correct; no output spike → highest potential at t = 253). Training accuracy is the running "
         "accuracy during the kept epoch (weights changing along the epoch). No test accuracy is read.",
         "",
-        "| rung | what changed | val acc (ours) | val acc (S4NN rule) | ties | train acc (running) | "
-        "best epoch | hidden silent | output: no spike / silent neurons | median hidden spike | seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| rung | what changed | val acc (ours) | Δ vs rung above | val acc (S4NN rule) | ties | "
+        "train acc (running) | best epoch | hidden silent | output: no spike / silent neurons | "
+        "median hidden spike | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     ex = data.get("exact")
     if ex:
         for tag, what in (("own_budget", "own budget"), ("same_budget", f"first {b} epochs")):
             e = ex[tag]
             lines.append(
-                f"| top: exact gradient ({what}) | {ex['change']} | {_pct(e['val_accuracy'])} | — | — | "
+                f"| top: exact gradient ({what}) | {ex['change']} | {_pct(e['val_accuracy'])} | | — | — | "
                 f"{_pct(e['train_accuracy_running'])} | {e['best_epoch']} / {e['epochs']} | "
                 f"{_pct(e['val_hidden_silent_fraction'])} % | {_pct(e['val_output_no_spike_fraction'])} % / "
                 f"{_pct(e['val_output_neuron_silent_fraction'])} % | {_num(e['val_median_hidden_spike'])} | "
                 f"{_num(e['seconds'])} |")
+    prev = None
+    engine = next((r for r in data["rungs"] if r["rung"] == "r6-engine-defaults"), None)
     for row in data["rungs"] + data["candidates"]:
         if row.get("missing"):
-            lines.append(f"| {row['rung']} | {row['change']} | not run | | | | | | | | |")
+            lines.append(f"| {row['rung']} | {row['change']} | not run | | | | | | | | | |")
             continue
+        ref = prev if any(row is r for r in data["rungs"]) else engine
+        delta = "—" if not ref or ref.get("missing") else \
+            f"{100 * (row['val_accuracy'] - ref['val_accuracy']):+.2f}"
+        if any(row is r for r in data["rungs"]):
+            prev = row
         lines.append(
             f"| {row['rung']} | {row['change']} | {_pct(row['val_accuracy'], row['val_accuracy_sd'])} "
-            f"(n={row['n_seeds']}) | {_pct(row['val_accuracy_s4nn_rule'])} | {_pct(row['val_tie_fraction'])} % | "
+            f"(n={row['n_seeds']}) | {delta} | {_pct(row['val_accuracy_s4nn_rule'])} | "
+            f"{_pct(row['val_tie_fraction'])} % | "
             f"{_pct(row['train_accuracy_running_best'])} | "
             f"{', '.join(str(p['best_epoch']) for p in row['seeds'])} / {b} | "
             f"{_pct(row['val_hidden_silent_fraction'])} % | {_pct(row['val_output_no_spike_fraction'])} % / "
@@ -200,6 +221,15 @@ def _markdown(data: dict) -> str:
     if ex:
         lines.append(f"- exact gradient: `{ex['command']}` ({ex['source']})")
     return "\n".join(lines) + "\n"
+
+
+def _kept_reading(path: Path) -> str:
+    """The hand-written '## Reading' section of an existing ladder.md (kept when rebuilding)."""
+    if not path.is_file():
+        return ""
+    text = path.read_text()
+    i = text.find("\n## Reading")
+    return text[i:].rstrip() + "\n" if i >= 0 else ""
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -222,7 +252,8 @@ def main(argv=None) -> int:
         return 2
     control = {k: v for k, v in _reports(args.control).items() if k.startswith("fashion-mnist")}
     ladder = _reports(args.ladder)
-    found = {"s4nn-control": next(iter(control.values()), []), **ladder}
+    # rung 0: its own runs in the ladder folder, else the control's first epochs
+    found = {"s4nn-control": ladder.get("r0-s4nn") or next(iter(control.values()), []), **ladder}
     rows, cands = [], []
     for group, spec in ((rows, RUNGS), (cands, CANDIDATES)):
         for label, change in spec:
@@ -230,7 +261,7 @@ def main(argv=None) -> int:
             if not reps:
                 group.append({"rung": label, "change": change, "missing": True})
                 continue
-            source = str(args.control if label == "s4nn-control" else args.ladder)
+            source = str(args.ladder if label != "s4nn-control" or "r0-s4nn" in ladder else args.control)
             group.append(_summarise(label, change, reps, args.budget, source))
     data = {"dataset": "fashion-mnist", "architecture": "784-400-10", "budget_epochs": args.budget,
             "split": "55,000 train / 5,000 stratified validation carved from the training set",
@@ -238,7 +269,7 @@ def main(argv=None) -> int:
             "rungs": rows, "candidates": cands, "exact": _exact(args.exact, args.budget)}
     out = args.out
     _atomic_write(out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
-    _atomic_write(out.with_suffix(".md"), _markdown(data))
+    _atomic_write(out.with_suffix(".md"), _markdown(data) + _kept_reading(out.with_suffix(".md")))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
     return 0
 
