@@ -44,6 +44,10 @@ CANDIDATES = [
                        "(hidden layer calibrated to fire later)"),
     ("c2-input-window-128", "candidate on the engine's defaults: input_window = 128 "
                             "(pixels encoded into [0, 128])"),
+    ("c3-late-hidden-only", "candidate on the engine's defaults: init_median = [160, 128] "
+                            "(only the hidden layer later)"),
+    ("c4-late-output-only", "candidate on the engine's defaults: init_median = [48, 224] "
+                            "(only the output layer later)"),
 ]
 
 
