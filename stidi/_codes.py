@@ -35,11 +35,14 @@ Target = _choice("Target", "RELATIVE MINMAX")
 DtDv = _choice("DtDv", "LINEAR CONSTANT SLOPE")
 HiddenError = _choice("HiddenError", "S4NN DISPLACEMENT")
 Optimizer = _choice("Optimizer", "SGD ADAM")
-Schedule = _choice("Schedule", "EXPONENTIAL COSINE")
+Schedule = _choice("Schedule", "EXPONENTIAL COSINE CONSTANT")
 SilentTarget = _choice("SilentTarget", "CORRECT ALL")
 SilentHidden = _choice("SilentHidden", "NONE PULL")
 ConvReduce = _choice("ConvReduce", "SUM MEAN")
 BinaryBackward = _choice("BinaryBackward", "REAL SIGN")
+Psp = _choice("Psp", "TRIANGLE STEP")
+Init = _choice("Init", "CALIBRATED UNIFORM")
+DecayEvery = _choice("DecayEvery", "UPDATE SAMPLE")
 Stat = IntEnum("Stat", "CORRECT CORRECT_STRICT OUT_SILENT TIES N", start=0, module=__name__)
 Stat.__doc__ = "Columns of the statistics vector the epoch kernels fill."
 Col = IntEnum("Col", "KIND C H W F HO WO K PAD", start=0, module=__name__)
@@ -53,11 +56,20 @@ ADAM_BETAS = (0.9, 0.999, 1e-8)
 
 
 class Neuron(NamedTuple):
-    """PSP kernel and coding window (the threshold is per layer)."""
+    """PSP kernel and coding window (the threshold is per layer).
+
+    ``psp`` is a :class:`Psp` code: ``TRIANGLE`` (the PL-PSP with ``tau1``, ``tau2``)
+    or ``STEP`` (non-leaky integrate-and-fire: every input adds its weight for good,
+    ``tau1``/``tau2`` unused).  ``delay`` (step PSP only) is added to every
+    crossing time: a neuron whose potential reaches the threshold at ``t`` fires
+    at ``t + delay``.
+    """
 
     tau1: float
     tau2: float
     t_max: float
+    psp: int = 0          # Psp.TRIANGLE
+    delay: float = 0.0
 
 
 class Rule(NamedTuple):
@@ -77,12 +89,13 @@ class Rule(NamedTuple):
     weight_decay: float
     sign_backward: bool   # BinaryBackward.SIGN
     alpha_lr: float
+    decay_every_sample: bool = False   # DecayEvery.SAMPLE: decay also after samples without error
 
 
 def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn", normalise=True,
               beta=1.0, slope_floor=1e-3, norm_floor=0.0, silent_target="correct",
               silent_hidden="none", conv_reduce="sum", weight_decay=0.0, binary_backward="real",
-              alpha_lr=0.0) -> Rule:
+              alpha_lr=0.0, decay_every="update") -> Rule:
     """A :class:`Rule` from option names (each checked, with a clear message)."""
     return Rule(float(gamma), int(Target.parse("target", target)), int(DtDv.parse("dtdv", dtdv)),
                 int(HiddenError.parse("hidden_error", hidden_error)), bool(normalise), float(beta),
@@ -91,4 +104,4 @@ def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn
                 SilentHidden.parse("silent_hidden", silent_hidden) == SilentHidden.PULL,
                 ConvReduce.parse("conv_reduce", conv_reduce) == ConvReduce.MEAN, float(weight_decay),
                 BinaryBackward.parse("binary_backward", binary_backward) == BinaryBackward.SIGN,
-                float(alpha_lr))
+                float(alpha_lr), DecayEvery.parse("decay_every", decay_every) == DecayEvery.SAMPLE)

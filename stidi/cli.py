@@ -239,6 +239,8 @@ def train(args: argparse.Namespace) -> dict:
         "test_tie_fraction": test["tie_fraction"],
         "val_accuracy": best.get("val_accuracy"),
         "val_accuracy_no_fallback": best.get("val_accuracy_no_fallback"),
+        "test_accuracy_s4nn": test.get("accuracy_s4nn"),
+        "val_accuracy_s4nn": best.get("val_accuracy_s4nn"),
         "best_epoch": clf.best_epoch_,
         "epochs": len(clf.history_),
         "train_seconds": sum(h["seconds"] for h in clf.history_),

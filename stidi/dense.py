@@ -18,17 +18,23 @@ only): a silent unit whose potential rose above 0 then gets
 
 The update is :math:`\Delta w_{ji} = s\, e_j g_j\, \varepsilon(t^*_j - t_i)`
 with :math:`s = -\eta_l` (online) or 1 (a batch direction).
+
+With step PSPs (``Neuron.psp == Psp.STEP``, :mod:`stidi.neuron`) the forward
+pass is :func:`stidi.neuron._step_sweep`, :math:`\varepsilon(t^*_j - t_i)` is
+:math:`[t_i \le t^*_j - d]`, and the S4NN-like hidden error uses the same
+causality gate :math:`[t_i \le t_j - d]` (for integer times and :math:`d = 1`
+this is S4NN's :math:`[t_i < t_j]`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._codes import HiddenError
+from ._codes import HiddenError, Psp
 from ._jit import njit, prange
-from .neuron import _check_positive, _check_times, _deps, _sweep, _triangle
+from .neuron import _check_positive, _check_times, _deps, _eps_step, _step_sweep, _sweep, _triangle
 
-__all__ = ["layer_forward", "first_spike_times"]
+__all__ = ["layer_forward", "first_spike_times", "step_forward"]
 
 
 @njit
@@ -38,6 +44,10 @@ def _dense_forward(t_in, WT, theta, neuron, t_out, slope_out, vpk_out, tpk_out, 
     Twin: :func:`stidi.reference.layer_forward_reference`.
     Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
     """
+    if neuron.psp == Psp.STEP:
+        _step_sweep(t_in, WT, theta, neuron.t_max, neuron.delay, t_out, slope_out, vpk_out, tpk_out,
+                    sc.act_t, sc.act_i, sc.V, track_peak)
+        return
     _sweep(t_in, WT, theta, neuron.tau1, neuron.tau2, neuron.t_max, t_out, slope_out, vpk_out,
            tpk_out, sc.act_t, sc.act_i, sc.V, sc.S, track_peak)
 
@@ -52,6 +62,7 @@ def _dense_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, neuron, rule, e
     n_in, n_l = WT.shape
     t_max = neuron.t_max
     s4nn = rule.hidden == HiddenError.S4NN
+    step = neuron.psp == Psp.STEP
     for i in range(n_in):
         ti = t_in[i]
         acc = 0.0
@@ -63,7 +74,7 @@ def _dense_errors_below(t_in, t_out, err_out, g_out, ts_out, WT, neuron, rule, e
             if s4nn:
                 for j in range(n_l):
                     ej = err_out[j]
-                    if ej != 0.0 and ti < t_out[j]:
+                    if ej != 0.0 and (ti <= t_out[j] - neuron.delay if step else ti < t_out[j]):
                         acc += ej * WT[i, j]
                 err_in[i] = acc
             else:
@@ -100,11 +111,19 @@ def _dense_update(WT, Wsign, t_in, err_out, g_out, ts_out, scale, neuron, coef):
     t12 = neuron.tau1 + neuron.tau2
     want_alpha = Wsign.shape[0] > 0
     dalpha = 0.0
+    step = neuron.psp == Psp.STEP
     for i in range(n_in):
         ti = t_in[i]
         if ti >= t_max:
             continue
         row = WT[i]
+        if step:
+            for j in range(n_out):
+                e = _eps_step(ts_out[j] - ti, neuron.delay)
+                row[j] += coef[j] * e
+                if want_alpha:
+                    dalpha += coef[j] * Wsign[i, j] * e
+            continue
         for j in range(n_out):
             row[j] += coef[j] * _triangle(ts_out[j] - ti, inv1, inv2, t12)
         if want_alpha:
@@ -115,10 +134,12 @@ def _dense_update(WT, Wsign, t_in, err_out, g_out, ts_out, scale, neuron, coef):
 
 
 @njit(parallel=True)
-def _forward_batch(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out):
-    """The sweep for every row of ``T_in``, in parallel.
+def _forward_batch(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out,
+                   psp=0, delay=0.0):
+    """The sweep for every row of ``T_in``, in parallel (``psp``: a :class:`stidi._codes.Psp` code).
 
-    Twin: :func:`stidi.reference.layer_forward_reference`.
+    Twins: :func:`stidi.reference.layer_forward_reference`,
+    :func:`stidi.reference.step_forward_reference` (``psp`` = STEP).
     Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
     """
     batch, n_in = T_in.shape
@@ -128,8 +149,12 @@ def _forward_batch(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_o
         act_i = np.empty(n_in, dtype=np.int64)
         V = np.empty(n_out)
         S = np.empty(n_out)
-        _sweep(T_in[b], WT, theta, tau1, tau2, t_max, t_out[b], slope_out[b], vpeak_out[b],
-               tpeak_out[b], act_t, act_i, V, S)
+        if psp == Psp.STEP:
+            _step_sweep(T_in[b], WT, theta, t_max, delay, t_out[b], slope_out[b], vpeak_out[b],
+                        tpeak_out[b], act_t, act_i, V)
+        else:
+            _sweep(T_in[b], WT, theta, tau1, tau2, t_max, t_out[b], slope_out[b], vpeak_out[b],
+                   tpeak_out[b], act_t, act_i, V, S)
 
 
 # ---------------------------------------------------------------------------
@@ -184,6 +209,30 @@ def layer_forward(t_in, W, theta, tau1, tau2, t_max):
     if single:
         return t_out[0], slope[0], vpeak[0], tpeak[0]
     return t_out, slope, vpeak, tpeak
+
+
+def step_forward(t_in, W, theta, t_max, delay=0.0):
+    r"""First spikes of non-leaky integrate-and-fire neurons with step PSPs (S4NN's neuron).
+
+    :math:`v_j(t) = \sum_{i: t_i \le t} w_{ji}`; the neuron fires at
+    :math:`t_c + d`, :math:`t_c` the first input time with :math:`v_j \ge \theta`
+    (``t_max`` when silent or when :math:`t_c + d \ge t_{\max}`).  Inputs at
+    :math:`t_i \ge t_{\max}` are no spike.
+
+    Returns
+    -------
+    t, v_spike, v_peak, t_peak : ndarray
+        Spike times; the potential reached at the crossing (0 when silent);
+        the highest potential before the spike; the spike time (``t_max`` when silent).
+    """
+    delay = float(delay)
+    if not np.isfinite(delay) or delay < 0:
+        raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
+    T, WT, theta, _, _, t_max, single = _prepare(t_in, W, theta, 1.0, 1.0, t_max)
+    shape = (T.shape[0], WT.shape[1])
+    outs = [np.empty(shape) for _ in range(4)]
+    _forward_batch(T, WT, theta, 1.0, 1.0, t_max, *outs, int(Psp.STEP), delay)
+    return tuple(o[0] for o in outs) if single else tuple(outs)
 
 
 def first_spike_times(t_in, W, theta, tau1, tau2, t_max):

@@ -8,6 +8,12 @@ bisection in :math:`[10^{-4}, 10^{4}]` finds it.  Conv units whose receptive
 field holds no spike at all (image background) cannot fire and are left out
 of the median.  Binary layers calibrate :math:`\alpha_l` the same way, with
 :math:`\alpha_l\,\mathrm{sign}(w)`.
+
+With ``uniform=True`` (the estimator's ``init="uniform"``, S4NN's scheme) nothing
+is calibrated: layer ``l`` starts as :math:`U(\text{low}_l, \text{high}_l)` in
+absolute units and its scale :math:`s_l` is defined as 1, so learning rates
+"in units of :math:`s_l`" are absolute.  ``init_range`` is one ``(low, high)``
+pair for every layer or one pair per layer (indexed like the layers).
 """
 
 from __future__ import annotations
@@ -59,7 +65,8 @@ def layer_times(d: np.ndarray, T_prev: np.ndarray, WT, theta: float, neuron: Neu
     if d[Col.KIND] == LayerKind.CONV:
         _conv_batch(T_prev, np.ascontiguousarray(WT), d, float(theta), neuron, *outs)
     else:
-        _forward_batch(T_prev, np.ascontiguousarray(WT), float(theta), *neuron, *outs)
+        _forward_batch(T_prev, np.ascontiguousarray(WT), float(theta), neuron.tau1, neuron.tau2,
+                       neuron.t_max, *outs, int(neuron.psp), float(neuron.delay))
     return outs[0]
 
 
@@ -75,13 +82,22 @@ def driven_mask(d: np.ndarray, t_prev: np.ndarray, t_max: float):
     return m if m.any() else None
 
 
+def layer_range(init_range, l: int):
+    """``(low, high)`` of layer ``l``: ``init_range`` is one pair or one pair per layer."""
+    r = np.asarray(init_range, dtype=np.float64)
+    return (float(r[0]), float(r[1])) if r.ndim == 1 else (float(r[l][0]), float(r[l][1]))
+
+
 def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary: bool, neuron: Neuron,
-                 rng: np.random.Generator):
-    """Calibrated initial weights; returns ``(W, scales, alpha)`` (``alpha`` empty unless binary).
+                 rng: np.random.Generator, uniform: bool = False):
+    """Initial weights; returns ``(W, scales, alpha)`` (``alpha`` empty unless binary).
 
     ``medians[l]`` and ``thetas[l]`` are indexed by layer (pooling entries unused).
+    Calibrated (default) or, with ``uniform``, drawn from ``init_range`` as they are
+    (scales 1; binary networks need the calibration).
     """
-    lo, hi = init_range
+    if uniform and binary:
+        raise ValueError("binary weights need the calibrated initialisation (init='calibrated')")
     desc = arch.descriptor()
     W = np.zeros(int(arch.offsets()[1][-1]))
     L = len(desc)
@@ -92,7 +108,12 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary: bool,
         WT_f = None
         if desc[l, Col.KIND] != LayerKind.POOL:
             WT = arch.layer_view(W, l)
+            lo, hi = layer_range(init_range, l)
             raw = rng.uniform(lo, hi, size=WT.shape)
+            if uniform:
+                WT[...] = raw
+                t_prev = np.ascontiguousarray(layer_times(desc[l], t_prev, WT, thetas[l], neuron))
+                continue
             mask = driven_mask(desc[l], t_prev, neuron.t_max)
 
             def calibrated(base):
@@ -115,11 +136,12 @@ def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: f
 
     A dense neuron (resp. a conv filter, counted over all its positions) is dead
     when it fired on fewer than ``threshold`` of the (sample, position) pairs of
-    the epoch.  The output layer is never touched.
+    the epoch.  The output layer is never touched.  The fresh weights are drawn
+    like the initial ones: ``scales[l] * U(low_l, high_l)`` (``scales`` are 1 for
+    an uncalibrated, uniform initialisation).
     """
     if threshold <= 0 or n_seen == 0:
         return 0
-    lo, hi = init_range
     a_off, _ = arch.offsets()
     desc = arch.descriptor()
     total = 0
@@ -131,6 +153,7 @@ def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: f
         counts = fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1)
         dead = np.flatnonzero(counts < threshold * n_seen * npos)
         if dead.size:
+            lo, hi = layer_range(init_range, l)
             WT = arch.layer_view(W, l)
             WT[:, dead] = scales[l] * rng.uniform(lo, hi, size=(WT.shape[0], dead.size))
             total += dead.size

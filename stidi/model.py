@@ -24,13 +24,14 @@ from typing import Sequence
 import numpy as np
 
 from . import _io
-from ._codes import N_STATS, LayerKind, Neuron, Optimizer, Schedule, Stat, make_rule
+from ._codes import (N_STATS, Col, DtDv, HiddenError, Init, LayerKind, Neuron, Optimizer, Psp,
+                     Schedule, Stat, make_rule)
 from .architecture import parse_architecture
 from .binary import forward_weights
 from .datasets import shift_images
 from .init import calibrate_scale, init_weights, reinit_dead  # noqa: F401  (old import path)
 from .network import forward_network, train_epoch_batch, train_epoch_sgd
-from .neuron import _check_positive, encode
+from .neuron import _check_positive, encode, psp as _psp_triangle
 from .rule import decide_batch
 
 __all__ = ["SpikingClassifier", "ConvSpikingClassifier", "NotFittedError", "calibrate_scale"]
@@ -129,9 +130,10 @@ class SpikingClassifier:
         default network of its family; see :data:`AUTO_LR`).
     lr_decay : float, default 0.7
         Multiplicative decay after every epoch (``lr_schedule="exponential"``).
-    lr_schedule : {"exponential", "cosine"}, default "exponential"
-        Epoch ``k`` (0-based) of ``E`` uses ``lr * lr_decay**k``, or
-        ``lr * (1 + cos(pi k / E)) / 2`` (``"cosine"``; resume with the same ``epochs``).
+    lr_schedule : {"exponential", "cosine", "constant"}, default "exponential"
+        Epoch ``k`` (0-based) of ``E`` uses ``lr * lr_decay**k``,
+        ``lr * (1 + cos(pi k / E)) / 2`` (``"cosine"``; resume with the same ``epochs``),
+        or ``lr`` throughout (``"constant"``, S4NN's schedule; ``lr_decay`` is ignored).
     conv_reduce : {"sum", "mean"}, default "sum"
         How a filter's update is reduced over the positions that share it.
     epochs : int, default 10
@@ -141,6 +143,9 @@ class SpikingClassifier:
     optimizer : {"sgd", "adam"}, default "sgd"
     weight_decay : float, default 0
         L2 decay (``W -= lr * weight_decay * W`` per update).
+    decay_every : {"update", "sample"}, default "update"
+        Online SGD: decay only after samples that carry an error (``"update"``), or
+        after every sample (``"sample"``, S4NN's code).
     augment : int, default 0
         Every epoch, each training image is shifted by a random whole number of
         pixels in ``[-augment, augment]`` along both axes (vacated pixels: no
@@ -161,8 +166,14 @@ class SpikingClassifier:
         Learning rate of the binary scales :math:`\alpha_l` (0: calibrated once, fixed).
     binary_backward : {"real", "sign"}, default "real"
         Weights that send errors down in binary networks.
-    init_range : (float, float), default (-0.5, 1.0)
-        Weights start as ``U(low, high) * s_l``.
+    init : {"calibrated", "uniform"}, default "calibrated"
+        ``"calibrated"``: weights start as ``U(low, high) * s_l`` with ``s_l`` calibrated
+        on data (``init_median``).  ``"uniform"`` (S4NN's scheme): ``U(low, high)`` in
+        absolute units, nothing calibrated, and ``s_l`` is defined as 1, so the learning
+        rates are then absolute steps.
+    init_range : (float, float) or sequence of them, default (-0.5, 1.0)
+        ``(low, high)`` of the initial uniform draw, one pair or one pair per weight
+        layer.  Dead hidden neurons (``dead_threshold``) are re-drawn the same way.
     init_median : sequence of float or None
         Median first spike time each weight layer is calibrated to (:mod:`stidi.init`).
         ``None``: hidden weight layers evenly from 48 to 96, the output at 128
@@ -174,6 +185,26 @@ class SpikingClassifier:
         fired on fewer than this fraction of the epoch's samples get fresh weights.
     slope_floor : float, default 1e-3
         Lower bound on :math:`\dot v` for ``dtdv="slope"``.
+    psp : {"triangle", "step"}, default "triangle"
+        Post-synaptic potential: the triangular PL-PSP (``tau1``, ``tau2``), or the step
+        of a non-leaky integrate-and-fire neuron (S4NN's neuron, :mod:`stidi.neuron`;
+        dense layers only, with ``hidden_error="s4nn"`` and ``dtdv`` "constant" or
+        "linear"; the decision's tie-break then uses the potential reached at the spike).
+    delay : float, default 0
+        Step PSP only: a neuron that reaches the threshold at ``t`` fires at ``t + delay``
+        (S4NN: 1).
+    shuffle : bool, default True
+        Visit the training set in a fresh random order every epoch (False: in the given
+        order, as S4NN's code does).
+    input_window : float or None, default None
+        Encode intensities into ``[0, input_window]`` instead of ``[0, t_max]``:
+        ``t = floor(input_window * (1 - p))``, black pixels still "no spike".  ``None``:
+        ``t_max`` (the plain :func:`stidi.encode`).
+    eval_before_reset : bool, default False
+        Order of the end of an epoch: by default dead hidden neurons are re-drawn
+        first and the validation split then scores the weights with the fresh
+        neurons; True scores (and may keep) the epoch's weights first and re-draws
+        afterwards, as S4NN's code does.
     n_jobs : int or None, default None
         Threads of the parallel kernels (mini-batches, prediction, evaluation) while
         the estimator runs: ``None`` = 1, ``-1`` = all of Numba's pool.  With
@@ -223,6 +254,9 @@ class SpikingClassifier:
                  binary_backward: str = "real", init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
+                 psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
+                 shuffle: bool = True, decay_every: str = "update",
+                 input_window: float | None = None, eval_before_reset: bool = False,
                  n_jobs: int | None = None, random_state: int | None = None,
                  verbose: bool = False):
         self.arch = arch
@@ -260,6 +294,13 @@ class SpikingClassifier:
         self.init_samples = init_samples
         self.dead_threshold = dead_threshold
         self.slope_floor = slope_floor
+        self.psp = psp
+        self.delay = delay
+        self.init = init
+        self.shuffle = shuffle
+        self.decay_every = decay_every
+        self.input_window = input_window
+        self.eval_before_reset = eval_before_reset
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -346,11 +387,45 @@ class SpikingClassifier:
         if len(med) != nw or any(not 0 < m < t_max for m in med):
             raise ValueError(f"init_median needs {nw} values in (0, t_max), got {self.init_median!r}")
         try:
-            lo, hi = (float(v) for v in self.init_range)
+            rng_arr = np.asarray(self.init_range, dtype=np.float64)
+            pairs = [tuple(rng_arr)] * nw if rng_arr.ndim == 1 else [tuple(r) for r in rng_arr]
+            ok = rng_arr.shape in ((2,), (nw, 2)) and all(np.isfinite(p).all() and p[0] < p[1]
+                                                          for p in pairs)
         except (TypeError, ValueError):
-            lo, hi = 1.0, 0.0
-        if not lo < hi:
-            raise ValueError(f"init_range must be (low, high) with low < high, got {self.init_range!r}")
+            ok = False
+        if not ok:
+            raise ValueError(f"init_range must be (low, high) with low < high, or one such pair per "
+                             f"weight layer ({nw}), got {self.init_range!r}")
+        ranges = [(0.0, 1.0)] * len(arch.layers)
+        for q, l in enumerate(wl):
+            ranges[l] = (float(pairs[q][0]), float(pairs[q][1]))
+        psp = Psp.parse("psp", self.psp)
+        init = Init.parse("init", self.init)
+        delay = self.delay
+        if not isinstance(delay, (int, float, np.number)) or isinstance(delay, bool) \
+                or not np.isfinite(delay) or delay < 0:
+            raise ValueError(f"delay must be a number >= 0, got {delay!r}")
+        if delay and psp != Psp.STEP:
+            raise ValueError("delay applies to psp='step' only")
+        if psp == Psp.STEP:
+            if arch.has_conv:
+                raise ValueError("psp='step' is implemented for dense layers only")
+            if HiddenError.parse("hidden_error", self.hidden_error) == HiddenError.DISPLACEMENT:
+                raise ValueError("hidden_error='displacement' needs the PSP slope, which is 0 for "
+                                 "psp='step'; use hidden_error='s4nn'")
+            if DtDv.parse("dtdv", self.dtdv) == DtDv.SLOPE:
+                raise ValueError("dtdv='slope' is undefined for psp='step' (the potential jumps); "
+                                 "use 'constant' or 'linear'")
+        if init == Init.UNIFORM and self.binary:
+            raise ValueError("binary weights need init='calibrated'")
+        for name in ("shuffle", "eval_before_reset"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.input_window is not None:
+            iw = self.input_window
+            if not isinstance(iw, (int, float, np.number)) or isinstance(iw, bool) \
+                    or not 0 < iw <= t_max:
+                raise ValueError(f"input_window must be None or a number in (0, t_max], got {iw!r}")
         for name, minimum in (("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
                               ("weight_decay", 0.0), ("beta", 0.0), ("slope_floor", 0.0),
                               ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0)):
@@ -373,12 +448,18 @@ class SpikingClassifier:
                          slope_floor=self.slope_floor, norm_floor=self.norm_floor,
                          silent_target=self.silent_target, silent_hidden=self.silent_hidden,
                          conv_reduce=self.conv_reduce, weight_decay=self.weight_decay,
-                         binary_backward=self.binary_backward, alpha_lr=self.alpha_lr)
+                         binary_backward=self.binary_backward, alpha_lr=self.alpha_lr,
+                         decay_every=self.decay_every)
         optimizer = int(Optimizer.parse("optimizer", self.optimizer))
         return dict(thetas=full[0].copy(), lrs=full[1].copy(), medians=full[2].copy(), rule=rule,
-                    neuron=Neuron(float(self.tau1), float(self.tau2), t_max), optimizer=optimizer,
+                    neuron=self._neuron(), optimizer=optimizer, init_ranges=ranges,
+                    uniform=init == Init.UNIFORM,
                     absolute_lr=legacy and optimizer == Optimizer.SGD,
                     schedule=Schedule.parse("lr_schedule", self.lr_schedule))
+
+    def _neuron(self) -> Neuron:
+        return Neuron(float(self.tau1), float(self.tau2), float(self.t_max),
+                      int(Psp.parse("psp", self.psp)), float(self.delay))
 
     # ------------------------------------------------------------------ inputs
     def _flat(self, X) -> np.ndarray:
@@ -411,7 +492,11 @@ class SpikingClassifier:
                 shape not in (tuple(arch.input_shape), tuple(arch.input_shape[1:])):
             raise ValueError(f"X has samples of shape {shape}; the architecture {arch.text!r} "
                              f"expects {arch.input_shape} (C, H, W), {arch.input_shape[1:]} or flat")
-        return np.ascontiguousarray(encode(flat, self.t_max))
+        T = encode(flat, self.t_max)
+        if self.input_window is not None:
+            # the same encoding into [0, input_window]; black pixels stay "no spike" (t_max)
+            T = np.where(T >= self.t_max, float(self.t_max), encode(flat, float(self.input_window)))
+        return np.ascontiguousarray(T)
 
     def _labels(self, y, n: int) -> np.ndarray:
         y = np.asarray(y)
@@ -461,7 +546,7 @@ class SpikingClassifier:
         a_off, w_off = self.arch_.offsets()
         desc = self.arch_.descriptor()
         Wf = self._forward_weights()
-        neuron = Neuron(float(self.tau1), float(self.tau2), float(self.t_max))
+        neuron = self._neuron()
         out = np.empty((3, T.shape[0], int(a_off[-1])))
         with _threads(self.n_jobs):
             for s in range(0, T.shape[0], chunk):
@@ -491,6 +576,7 @@ class SpikingClassifier:
             "accuracy_no_fallback": float(np.mean(np.where(silent, -1, pred) == y)),
             "output_silent_fraction": float(np.mean(silent)),
             "tie_fraction": float(np.mean(tied)),
+            "accuracy_s4nn": self._s4nn_accuracy(t_all, y),
             "silent_fraction": [],
             "median_spike_time": [],
         }
@@ -499,6 +585,36 @@ class SpikingClassifier:
             res["silent_fraction"].append(float(np.mean(tl >= self.t_max)))
             res["median_spike_time"].append(float(np.median(tl)))
         return res
+
+    def _s4nn_accuracy(self, t_all: np.ndarray, y: np.ndarray):
+        """Accuracy under S4NN's evaluation rule (its public code), for comparison with ours.
+
+        An image counts as correct when the label neuron's spike time *equals* the
+        earliest output time, so ties count as correct; when no output fires, the
+        prediction is the output with the highest potential at ``t_max - 3`` (t = 253
+        of 256).  Returns None when the last layer is not dense.
+        """
+        arch = self.arch_
+        last = len(arch.layers) - 1
+        if arch.layers[last].kind != LayerKind.DENSE:
+            return None
+        a = arch.offsets()[0]
+        t_out = t_all[:, int(a[-2]):int(a[-1])]
+        t_below = t_all[:, int(a[-3]):int(a[-2])]
+        tmin = t_out.min(axis=1)
+        fired = tmin < self.t_max
+        rows = np.arange(len(y))
+        correct = fired & (t_out[rows, y] == tmin)
+        if np.any(~fired):
+            WT = arch.layer_view(self._forward_weights(), last)      # (n_in, n_out)
+            s = float(self.t_max) - 3.0 - t_below[~fired]
+            if Psp.parse("psp", self.psp) == Psp.STEP:
+                k = ((s >= 0) & (t_below[~fired] < self.t_max)).astype(np.float64)
+            else:
+                k = _psp_triangle(s, self.tau1, self.tau2) * (t_below[~fired] < self.t_max)
+            v = k @ WT
+            correct[~fired] = np.argmax(v, axis=1) == y[~fired]
+        return float(np.mean(correct))
 
     # ------------------------------------------------------------------ training
     def _reset(self) -> None:
@@ -565,8 +681,8 @@ class SpikingClassifier:
                 start_epoch = state["epoch"]
             else:
                 self.W_, self.scales_, self.alpha_ = init_weights(
-                    arch, T[: int(self.init_samples)], cfg["medians"], cfg["thetas"], self.init_range,
-                    bool(self.binary), cfg["neuron"], rng)
+                    arch, T[: int(self.init_samples)], cfg["medians"], cfg["thetas"], cfg["init_ranges"],
+                    bool(self.binary), cfg["neuron"], rng, uniform=cfg["uniform"])
                 self.history_ = []
                 self.m1_ = np.zeros_like(self.W_)
                 self.m2_ = np.zeros_like(self.W_)
@@ -579,6 +695,8 @@ class SpikingClassifier:
                 t0 = time.perf_counter()
                 rec = self._run_epoch(T, yi, cfg, epoch, shape, rng)
                 self._select_best(rec, val, epoch)
+                if self.eval_before_reset:
+                    rec["reinitialised"] = self._reset_dead(rec.pop("_fire"), T.shape[0], cfg, rng)
                 rec["seconds"] = time.perf_counter() - t0
                 self.history_.append(rec)
                 if ckpt is not None:
@@ -593,8 +711,12 @@ class SpikingClassifier:
     def _run_epoch(self, T, yi, cfg, epoch, shape, rng) -> dict:
         t0 = time.perf_counter()
         order = rng.permutation(T.shape[0]).astype(np.int64)
+        if not self.shuffle:
+            order = np.arange(T.shape[0], dtype=np.int64)
         lrs0 = cfg["lrs"] * (1.0 if cfg["absolute_lr"] else self.scales_)
-        if cfg["schedule"] == Schedule.COSINE:
+        if cfg["schedule"] == Schedule.CONSTANT:
+            lrs = lrs0.copy()
+        elif cfg["schedule"] == Schedule.COSINE:
             lrs = lrs0 * 0.5 * (1.0 + np.cos(np.pi * epoch / max(int(self.epochs), 1)))
         else:
             lrs = lrs0 * self.lr_decay ** epoch
@@ -614,8 +736,7 @@ class SpikingClassifier:
             self.step_ = train_epoch_batch(*args, int(self.batch_size),
                                            min(_n_threads(self.n_jobs), int(self.batch_size)),
                                            cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
-        reinit = reinit_dead(self.arch_, self.W_, fire, T.shape[0], float(self.dead_threshold),
-                             self.scales_, self.init_range, rng)
+        reinit = 0 if self.eval_before_reset else self._reset_dead(fire, T.shape[0], cfg, rng)
         seconds = time.perf_counter() - t0
         n = max(stats[Stat.N], 1)
         rec = {
@@ -631,7 +752,15 @@ class SpikingClassifier:
         }
         if self.binary:
             rec["alpha"] = [float(v) for v in self.alpha_]
+        if self.eval_before_reset:
+            rec["_fire"] = fire
         return rec
+
+    def _reset_dead(self, fire, n_seen, cfg, rng) -> int:
+        """Fresh weights for the hidden units that fired too rarely in the epoch (``dead_threshold``)."""
+        n = reinit_dead(self.arch_, self.W_, fire, n_seen, float(self.dead_threshold), self.scales_,
+                        cfg["init_ranges"], rng)
+        return int(n)
 
     def _select_best(self, rec: dict, val, epoch: int) -> None:
         """Keep the weights of the best validation epoch (the last epoch without validation data)."""

@@ -191,6 +191,13 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
         _record(sc.t[a:b], sc.slope[a:b], sc.vpk[a:b], sc.t[a_off[1]:b], y[n], neuron.t_max, stats,
                 fire_counts[a_off[1]:b])
         if not _backward_sample(y[n], Wb, desc, w_off, a_off, thetas, neuron, rule, sc):
+            if rule.decay_every_sample and rule.weight_decay > 0.0:
+                # S4NN decays after every sample, with or without an error (positive scaling
+                # leaves alpha * sign(W) unchanged, so binary forward weights need no refresh)
+                for l in range(L):
+                    fdec = 1.0 - lrs[l] * rule.weight_decay
+                    for q in range(w_off[l], w_off[l + 1]):
+                        W[q] *= fdec
             continue
         for l in range(L - 1, -1, -1):
             if desc[l, Col.KIND] == LayerKind.POOL:

@@ -35,6 +35,24 @@ Conventions (ours, documented here once)
   is "no spike" and contributes nothing.  A neuron that does not reach
   :math:`\theta` before :math:`t_{\max}` is silent and gets :math:`t_{\max}`.
 * The threshold test is :math:`v \ge \theta` in continuous time.
+
+Step PSP (the S4NN neuron)
+--------------------------
+With ``psp="step"`` the PSP is the Heaviside step :math:`\varepsilon(s) = [s \ge 0]`:
+a non-leaky integrate-and-fire neuron, :math:`v_j(t) = \sum_{i: t_i \le t} w_{ji}`,
+which only changes at input times.  :func:`_step_sweep` sorts the inputs once,
+adds all inputs of one time together (so simultaneous inputs are never split),
+and the neuron crosses at the first input time :math:`t_c` after which
+:math:`v_j \ge \theta`.  It fires at :math:`t_j = t_c + d` (``delay`` :math:`d`,
+default 0; S4NN uses one time step); a spike at or after :math:`t_{\max}`
+is silence.  For learning, the step kernel counts an input when
+:math:`t_i \le t_j - d`, i.e. when it had arrived by the crossing; a silent
+neuron counts every input (it is treated as firing at :math:`t_{\max}`, S4NN's
+forced spike).  Its derivative :math:`\varepsilon'` is 0 (a Dirac at the onset),
+so only S4NN's hidden error (which does not use it) is defined.
+S4NN tests :math:`v > \theta` rather than :math:`v \ge \theta`; with
+real-valued weights the two differ only when :math:`v` equals :math:`\theta`
+exactly.
 """
 
 from __future__ import annotations
@@ -321,6 +339,65 @@ def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slop
             p2 += 1
             for j in range(n_out):
                 S[j] += WT[r, j] * inv2
+
+
+@njit
+def _eps_step(s, delay):
+    r"""Step PSP seen by the update: 1 when the input arrived by the crossing (:math:`s \ge d`), else 0.
+
+    Chapter: book/03_linear_approximation.md, eq-lin-s4nn.
+    """
+    return 1.0 if s >= delay else 0.0
+
+
+@njit
+def _step_sweep(t_in, WT, theta, t_max, delay, t_out, vspike_out, vpeak_out, tpeak_out,
+                act_t, act_i, V, track_peak=True):
+    r"""Exact first spikes of a layer of non-leaky IF neurons with step PSPs (one input pattern).
+
+    Inputs are visited in time order; all inputs that share a time are added
+    together before the threshold test, so a neuron crosses at the first input
+    time :math:`t_c` where :math:`\sum_{t_i \le t_c} w_{ji} \ge \theta` and fires at
+    :math:`t_c + d` (silent, ``t_max``, when that is :math:`\ge t_{\max}`).
+    ``vspike_out`` gets the potential reached at the crossing (it breaks ties
+    between neurons firing at the same time; 0 when silent).  ``vpeak_out`` is
+    the highest potential over the window before the spike (``theta`` .. the
+    crossing value for neurons that fired; only when ``track_peak``), and
+    ``tpeak_out`` the spike time, or ``t_max`` for silent neurons (the time the
+    update treats them as firing).  Twin: :func:`stidi.reference.step_forward_reference`.
+    Chapter: book/03_linear_approximation.md, eq-lin-s4nn.
+    """
+    n_out = WT.shape[1]
+    n_act = _active_sorted(t_in, t_max, act_t, act_i)
+    for j in range(n_out):
+        V[j] = 0.0
+        t_out[j] = t_max
+        vspike_out[j] = 0.0
+        vpeak_out[j] = 0.0
+        tpeak_out[j] = t_max
+    remaining = n_out
+    p = 0
+    while p < n_act and remaining > 0:
+        tc = act_t[p]
+        while p < n_act and act_t[p] == tc:
+            row = WT[act_i[p]]
+            for j in range(n_out):
+                V[j] += row[j]
+            p += 1
+        fire = tc + delay < t_max
+        for j in range(n_out):
+            v = V[j]
+            if v >= theta:
+                if fire:
+                    t_out[j] = tc + delay
+                    vspike_out[j] = v
+                    tpeak_out[j] = tc + delay
+                if track_peak and v > vpeak_out[j]:
+                    vpeak_out[j] = v
+                V[j] = -np.inf
+                remaining -= 1
+            elif track_peak and v > vpeak_out[j]:
+                vpeak_out[j] = v
 
 
 def __getattr__(name):

@@ -19,6 +19,8 @@ tests as an independent check of the kernels in :mod:`stidi.neuron` and
   written layer by layer with NumPy arrays; :func:`train_step_reference` is
   its dense-only form, with the weights as a list of matrices.
 * :func:`batch_step_reference` is one mini-batch step (SGD or Adam).
+* :func:`step_forward_reference` is the non-leaky integrate-and-fire neuron
+  with step PSPs (S4NN's), evaluated at every distinct input time.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "network_step_reference",
     "train_step_conv_reference",
     "batch_step_reference",
+    "step_forward_reference",
 ]
 
 
@@ -112,6 +115,35 @@ def clock_driven_spike_times(t_in, W, theta, tau1, tau2, t_max, dt=1.0):
         fired = above.any(axis=1)
         out[b, fired] = grid[above[fired].argmax(axis=1)]
     return out[0] if single else out
+
+
+def step_forward_reference(t_in, W, theta, t_max, delay=0.0):
+    r"""Twin of :func:`stidi.dense.step_forward`: ``(t, v_spike, v_peak, t_peak)``.
+
+    The potential :math:`v_j(t) = \sum_{i: t_i \le t} w_{ji}` is evaluated at
+    every distinct input time before ``t_max`` (it is constant in between);
+    the first such time :math:`t_c` with :math:`v_j \ge \theta` gives the spike
+    :math:`t_c + d`, silence (``t_max``) when that is not before ``t_max``.
+    """
+    t_in = np.asarray(t_in, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    single = t_in.ndim == 1
+    T = t_in[None] if single else t_in
+    out = np.zeros((4, T.shape[0], W.shape[0]))
+    for b in range(T.shape[0]):
+        times = np.unique(T[b][T[b] < t_max])
+        # V[k, j]: potential of neuron j just after the inputs of time times[k]
+        V = np.array([W @ (T[b] <= tk) for tk in times]).reshape(len(times), W.shape[0])
+        for j in range(W.shape[0]):
+            above = np.flatnonzero(V[:, j] >= theta)
+            t, vs, tp = float(t_max), 0.0, float(t_max)
+            upto = len(times) if above.size == 0 else above[0] + 1
+            vp = max(0.0, float(V[:upto, j].max())) if upto else 0.0
+            if above.size and times[above[0]] + delay < t_max:
+                t = tp = float(times[above[0]] + delay)
+                vs = float(V[above[0], j])
+            out[:, b, j] = t, vs, vp, tp
+    return tuple(o[0] for o in out) if single else tuple(out)
 
 
 def output_targets_reference(t, label, gamma, t_max, mode="relative", silent_target="correct"):

@@ -356,7 +356,7 @@ def test_save_load_round_trip_and_resume(subset, tmp_path):
     np.testing.assert_array_equal(res.alpha_, full.alpha_)
     # evaluate() has the keys of SpikingClassifier.evaluate()
     ev = back.evaluate(Xt[:100], yt[:100])
-    assert set(ev) == {"accuracy", "accuracy_no_fallback", "output_silent_fraction", "tie_fraction",
+    assert set(ev) == {"accuracy", "accuracy_no_fallback", "output_silent_fraction", "tie_fraction", "accuracy_s4nn",
                        "silent_fraction", "median_spike_time"}
     assert len(ev["silent_fraction"]) == 3
     np.savez(tmp_path / "other.npz", W=np.zeros(3))
