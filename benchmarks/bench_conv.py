@@ -174,7 +174,7 @@ def main(argv=None):
             t_dense = min(t_dense, best_of(dense_sgd, 1, cpu=True) / n)
         s_conv, s_dense = connections(clf.arch_), connections(dense.arch_)
         per_syn = (t_conv / s_conv) / (t_dense / s_dense)
-        print(f"per-synapse training cost, per-sample SGD, 1 thread (CPU time):")
+        print("per-synapse training cost, per-sample SGD, 1 thread (CPU time):")
         print(f"  {args.arch:<24s} {t_conv * 1e3:8.3f} ms/image  {s_conv:>10,d} connections  "
               f"{t_conv / s_conv * 1e9:6.2f} ns/connection")
         print(f"  {args.dense_arch:<24s} {t_dense * 1e3:8.3f} ms/image  {s_dense:>10,d} connections  "

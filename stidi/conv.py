@@ -87,7 +87,7 @@ def _conv_forward(t_in, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out
     Twin: :func:`stidi.reference.conv_forward_reference`.
     Chapter: book/06_conv.md, eq-conv-potential.
     """
-    C, H, W, F = d[Col.C], d[Col.H], d[Col.W], d[Col.F]
+    H, W, F = d[Col.H], d[Col.W], d[Col.F]
     Ho, Wo, k, pad = d[Col.HO], d[Col.WO], d[Col.K], d[Col.PAD]
     kk = k * k
     HW = H * W

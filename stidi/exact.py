@@ -65,17 +65,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ._io import atomic_savez
 from ._jit import njit
-from .model import calibrate_scale
-from .network import decide_batch
-from .neuron import encode, layer_forward
+from .dense import layer_forward
+from .init import calibrate_scale
+from .neuron import encode
+from .rule import decide_batch
 
 __all__ = [
     "ExactGradientClassifier",
@@ -266,20 +267,6 @@ def network_gradient(acts, Ws, y, temperature, tau1, tau2, t_max, slope_floor,
         grads[l - 1] = gW
         dL_dt = g_in
     return loss, grads
-
-
-def _atomic_write_bytes(path: Path, writer) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------
@@ -634,7 +621,7 @@ class ExactGradientClassifier:
 
     def predict(self, X, *, fallback: bool = True) -> np.ndarray:
         """First output spike wins; ties go to the larger slope; no output spike -> largest
-        peak potential (or -1 with ``fallback=False``), the rule of :func:`stidi.network.decide`."""
+        peak potential (or -1 with ``fallback=False``), the rule of :func:`stidi.rule.decide`."""
         self._check_fitted()
         T = self._times(X)
         pred = np.concatenate([self._decide(self._forward(T[s:s + 2000])[-1], fallback)[0]
@@ -673,7 +660,7 @@ class ExactGradientClassifier:
             arrays[f"m1_{l}"] = self.m1_[l]
             arrays[f"m2_{l}"] = self.m2_[l]
             arrays[f"best_W{l}"] = self.best_W_[l]
-        _atomic_write_bytes(path, lambda fh: np.savez(fh, **arrays))
+        atomic_savez(path, **arrays)
 
     def _load_state(self, path: Path, rng) -> int:
         with np.load(path, allow_pickle=False) as z:

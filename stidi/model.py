@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _io
-from ._codes import (N_STATS, Col, DtDv, HiddenError, Init, LayerKind, Neuron, Optimizer, Psp,
+from ._codes import (N_STATS, DtDv, HiddenError, Init, LayerKind, Neuron, Optimizer, Psp,
                      Schedule, Stat, make_rule)
 from .architecture import parse_architecture
 from .binary import forward_weights
