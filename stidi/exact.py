@@ -72,6 +72,7 @@ from typing import Sequence
 import numpy as np
 
 from ._io import atomic_savez
+from ._estimator import ScoringMixin
 from ._jit import njit
 from .dense import layer_forward
 from .init import calibrate_scale
@@ -272,7 +273,7 @@ def network_gradient(acts, Ws, y, temperature, tau1, tau2, t_max, slope_floor,
 # ---------------------------------------------------------------------------
 # estimator
 # ---------------------------------------------------------------------------
-class ExactGradientClassifier:
+class ExactGradientClassifier(ScoringMixin):
     r"""The network of :class:`stidi.SpikingClassifier`, trained with the exact gradient.
 
     Parameters
@@ -630,16 +631,6 @@ class ExactGradientClassifier:
         ok = pred >= 0
         out[ok] = self.classes_[pred[ok]]
         return out
-
-    def score(self, X, y, *, fallback: bool = True) -> float:
-        """Accuracy of :meth:`predict`."""
-        return float(np.mean(self.predict(X, fallback=fallback) == np.asarray(y)))
-
-    def evaluate(self, X, y) -> dict:
-        """Accuracy with and without the silent-output fallback, loss and firing statistics."""
-        self._check_fitted()
-        T = self._times(X)
-        return self._evaluate_times(T, self._labels(np.asarray(y), T.shape[0]))
 
     # ---------------------------------------------------------------- checkpoints
     def _save_state(self, path: Path, rng, epoch: int) -> None:

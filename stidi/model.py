@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _io
+from ._estimator import ScoringMixin
 from ._codes import (N_STATS, DtDv, HiddenError, Init, LayerKind, Neuron, Optimizer, Psp,
                      Schedule, Stat, make_rule)
 from .architecture import parse_architecture
@@ -79,7 +80,7 @@ def _threads(n_jobs):
         numba.set_num_threads(old)
 
 
-class SpikingClassifier:
+class SpikingClassifier(ScoringMixin):
     r"""Single-spike SNN trained with STiDi-BP: dense, convolutional, real or binary weights.
 
     Parameters
@@ -807,16 +808,6 @@ class SpikingClassifier:
             flat = kinds[l] == LayerKind.DENSE or (l == 0 and self.arch_.flat_input)
             out.append(t if flat else t.reshape(t.shape[0], *shapes[l]))
         return out
-
-    def score(self, X, y, *, fallback: bool = True) -> float:
-        """Accuracy of :meth:`predict` on ``(X, y)``."""
-        return float(np.mean(self.predict(X, fallback=fallback) == np.asarray(y)))
-
-    def evaluate(self, X, y) -> dict:
-        """Accuracy with and without the silent-output fallback, plus per-layer firing statistics."""
-        self._check_fitted()
-        T = self._times(X)
-        return self._evaluate_times(T, self._labels(y, T.shape[0]))
 
     def cost_report(self, X) -> dict:
         """Memory and synaptic operations per inference.
