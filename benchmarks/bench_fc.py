@@ -158,7 +158,11 @@ def main():
             print(f"[1] forward 784->400, {dataset}, {weights}: {row['forward_us_per_image']:.1f} us/image; "
                   f"NumPy matvec {row['matvec_us_per_image']:.1f} us/image; ratio "
                   f"{row['forward_over_matvec']:.2f} (target <= 2)")
-    report["forward_over_matvec"] = max(r["forward_over_matvec"] for r in report["forward"])
+    # the headline figures: MNIST with briefly trained weights (as in earlier reports), and the worst case
+    head = report["forward"][1]
+    for key in ("forward_us_per_image", "matvec_us_per_image", "forward_over_matvec"):
+        report[key] = head[key]
+    report["forward_over_matvec_worst"] = max(r["forward_over_matvec"] for r in report["forward"])
 
     # 2. one training step: event-driven kernel vs clock-driven grid twin
     arch = parse_architecture("784-400-10")
