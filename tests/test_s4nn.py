@@ -251,3 +251,21 @@ def test_input_window_compresses_the_code_and_keeps_black_silent():
     np.testing.assert_array_equal(clf._times(X), [[256.0, 0.0, 63.0, 127.0]])
     clf.input_window = None
     np.testing.assert_array_equal(clf._times(X), encode(X, 256))
+
+
+@pytest.mark.slow
+def test_s4nn_steps_on_real_mnist_match_the_independent_numpy_steps(stidi_data):
+    """150 consecutive S4NN steps, 784-400-10 with S4NN's settings, on real MNIST images."""
+    from stidi import datasets
+
+    X, y = datasets.load("mnist", "train", data_dir=stidi_data, download=False)
+    t = encode(X[:150].reshape(150, -1), 256)
+    rng = np.random.default_rng(0)
+    W_h, W_o = rng.uniform(0, 5, (400, 784)), rng.uniform(0, 48, (10, 400))
+    A_h, A_o = W_h.copy(), W_o.copy()
+    for n in range(150):
+        W_h, W_o, _, _ = s4nn_step_numpy(t[n], int(y[n]), W_h, W_o, 100.0, 0.2, 3.0, 256, 1e-6)
+        A_h, A_o = engine_step(t[n], int(y[n]), A_h, A_o, 100.0, 0.2, 3.0, 256, 1e-6,
+                               decay_every="sample")
+    np.testing.assert_allclose(A_h, W_h, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(A_o, W_o, rtol=0, atol=1e-9)
