@@ -15,12 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _portable(text: str) -> str:
+    """Paths in a recorded command or file name, relative to the repository (``runs/...``,
+    ``results/...``) so that the table does not depend on where the runs were made."""
+    return re.sub(r"\S*?/((?:runs|results)/\S*)", r"\1", text)
+
 
 # rung label (sweep run name without seed and hash) -> what changed, in ladder order
 RUNGS = [
@@ -99,8 +107,8 @@ def _row_from_history(r: dict, budget: int) -> dict:
         "val_median_hidden_spike": best["val_median_spike_time"][0],
         "seconds": sum(h["seconds"] for h in hist),
         "seed": r["config"].get("random_state"),
-        "command": r["command"],
-        "report": r["_file"],
+        "command": _portable(r["command"]),
+        "report": _portable(r["_file"]),
         "val_curve": [h["val_accuracy"] for h in hist],
     }
 
@@ -114,7 +122,7 @@ def _mean_sd(values):
 
 def _summarise(label: str, change: str, reports: list, budget: int, source: str) -> dict:
     per_seed = [_row_from_history(r, budget) for r in reports]
-    row = {"rung": label, "change": change, "source": source, "n_seeds": len(per_seed),
+    row = {"rung": label, "change": change, "source": _portable(source), "n_seeds": len(per_seed),
            "seeds": per_seed}
     for key in ("val_accuracy", "val_accuracy_s4nn_rule", "train_accuracy_running_best",
                 "train_accuracy_running_last", "val_output_no_spike_fraction",
@@ -133,7 +141,7 @@ def _exact(path: Path, budget: int):
     hist = r["history"]
     within = max(hist[:budget], key=lambda h: (h["val_accuracy"], -h["epoch"]))
     best = hist[r["best_epoch"] - 1]
-    out = {"rung": "exact-gradient", "source": str(path), "command": r.get("command"),
+    out = {"rung": "exact-gradient", "source": _portable(str(path)), "command": r.get("command"),
            "change": "exact gradient of the same PL-PSP network (SpikeProp-style), softmax "
                      "cross-entropy on -t/4, Adam batch 32, lr 3e-3 decay 0.95, seed "
                      f"{r['config'].get('random_state')}"}

@@ -1008,7 +1008,8 @@ def summarize(df):
 
 
 def _hashable(value):
-    return tuple(value) if isinstance(value, list) else value
+    """Lists (also nested ones, e.g. per-layer ranges) as tuples, so that pandas can count them."""
+    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _pct(mean, sd) -> str:

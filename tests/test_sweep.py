@@ -233,6 +233,18 @@ def fake_report(folder, name, *, seed, val, test, best_epoch=2, extra=""):
     (Path(folder) / f"{name}.json").write_text(json.dumps(rep))
 
 
+def test_summary_takes_list_valued_settings(tmp_path):
+    # per-layer settings such as init_range=[[0,5],[0,48]] are JSON lists inside --set
+    for seed, val in [(0, 0.80), (1, 0.82)]:
+        fake_report(tmp_path, f"u_seed{seed}_dddddddd", seed=seed, val=val, test=0.5,
+                    extra="--set 'init_range=[[0.0,5.0],[0.0,48.0]]' ")
+    fake_report(tmp_path, "v_seed0_eeeeeeee", seed=0, val=0.9, test=0.5,
+                extra="--set 'init_range=[[0.0,1.0],[0.0,48.0]]' ")
+    s = summarize(load_reports(tmp_path))
+    assert list(s["label"]) == ["v", "u"] and list(s["n_seeds"]) == [1, 2]
+    assert "set_init_range" in s.columns  # it differs between the configurations
+
+
 def test_summary_mean_sd_and_order_ignore_the_test_set(tmp_path):
     # a: best test accuracy but middling validation; c: one seed, best validation; d: no validation
     for seed, val, test in [(0, 0.80, 0.99), (1, 0.82, 0.99), (2, 0.84, 0.99)]:
