@@ -30,19 +30,25 @@ def _choice(name: str, members: str) -> type:
     return _Choice(name, members, start=0, module=__name__)
 
 
-LayerKind = _choice("LayerKind", "CONV POOL DENSE")
-Target = _choice("Target", "RELATIVE MINMAX")
-DtDv = _choice("DtDv", "LINEAR CONSTANT SLOPE")
-HiddenError = _choice("HiddenError", "S4NN DISPLACEMENT")
-Optimizer = _choice("Optimizer", "SGD ADAM")
-Schedule = _choice("Schedule", "EXPONENTIAL COSINE CONSTANT")
-SilentTarget = _choice("SilentTarget", "CORRECT ALL")
-SilentHidden = _choice("SilentHidden", "NONE PULL")
-ConvReduce = _choice("ConvReduce", "SUM MEAN")
-BinaryBackward = _choice("BinaryBackward", "REAL SIGN")
-Psp = _choice("Psp", "TRIANGLE STEP")
-Init = _choice("Init", "CALIBRATED UNIFORM")
-DecayEvery = _choice("DecayEvery", "UPDATE SAMPLE")
+# every option with a fixed set of values: enum name, then its members (value 0 first)
+_CHOICES = """
+LayerKind       CONV POOL DENSE
+Target          RELATIVE MINMAX
+DtDv            LINEAR CONSTANT SLOPE
+HiddenError     S4NN DISPLACEMENT
+Optimizer       SGD ADAM
+Schedule        EXPONENTIAL COSINE CONSTANT
+SilentTarget    CORRECT ALL
+SilentHidden    NONE PULL
+ConvReduce      SUM MEAN
+BinaryBackward  REAL SIGN
+Psp             TRIANGLE STEP
+Init            CALIBRATED UNIFORM
+DecayEvery      UPDATE SAMPLE
+"""
+(LayerKind, Target, DtDv, HiddenError, Optimizer, Schedule, SilentTarget, SilentHidden, ConvReduce,
+ BinaryBackward, Psp, Init, DecayEvery) = (_choice(*line.split(None, 1))
+                                           for line in _CHOICES.strip().splitlines())
 Stat = IntEnum("Stat", "CORRECT CORRECT_STRICT OUT_SILENT TIES N", start=0, module=__name__)
 Stat.__doc__ = "Columns of the statistics vector the epoch kernels fill."
 Col = IntEnum("Col", "KIND C H W F HO WO K PAD", start=0, module=__name__)

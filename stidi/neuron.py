@@ -250,6 +250,21 @@ def _sweep(t_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpea
 
 
 @njit
+def _at_rest(n_out, t_max, t_out, v_out, vpeak_out, tpeak_out, V):
+    """Start of a sweep: the first ``n_out`` neurons silent (``t_max``), at rest, no peak yet.
+
+    ``v_out`` is the slope (triangle PSP) or the potential reached at the spike (step PSP).
+    Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
+    """
+    for j in range(n_out):
+        V[j] = 0.0
+        t_out[j] = t_max
+        v_out[j] = 0.0
+        vpeak_out[j] = 0.0
+        tpeak_out[j] = t_max
+
+
+@njit
 def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out,
                   tpeak_out, V, S, track_peak):
     """The sweep of :func:`_sweep` over ``n_act`` inputs already sorted by time.
@@ -261,13 +276,9 @@ def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slop
     Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
     """
     n_out = WT.shape[1]
+    _at_rest(n_out, t_max, t_out, slope_out, vpeak_out, tpeak_out, V)
     for j in range(n_out):
-        V[j] = 0.0
         S[j] = 0.0
-        t_out[j] = t_max
-        slope_out[j] = 0.0
-        vpeak_out[j] = 0.0
-        tpeak_out[j] = t_max
     remaining = n_out
     prev = 0.0
     inv1 = 1.0 / tau1
@@ -369,12 +380,7 @@ def _step_sweep(t_in, WT, theta, t_max, delay, t_out, vspike_out, vpeak_out, tpe
     """
     n_out = WT.shape[1]
     n_act = _active_sorted(t_in, t_max, act_t, act_i)
-    for j in range(n_out):
-        V[j] = 0.0
-        t_out[j] = t_max
-        vspike_out[j] = 0.0
-        vpeak_out[j] = 0.0
-        tpeak_out[j] = t_max
+    _at_rest(n_out, t_max, t_out, vspike_out, vpeak_out, tpeak_out, V)
     remaining = n_out
     p = 0
     while p < n_act and remaining > 0:

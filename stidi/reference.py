@@ -75,13 +75,19 @@ def _one_neuron(t_in, w, theta, tau1, tau2, t_max):
     return t_max, 0.0, vpeak, tpeak
 
 
-def layer_forward_reference(t_in, W, theta, tau1, tau2, t_max):
-    """Twin of :func:`stidi.neuron.layer_forward`: ``(t, slope, v_peak, t_peak)``."""
+def _batched(t_in, W):
+    """Input times as a batch ``(B, n_in)``, the weights, whether one pattern was given, and a
+    zeroed ``(4, B, n_out)`` result (spike time, slope or potential at the spike, peak, peak time)."""
     t_in = np.asarray(t_in, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
     single = t_in.ndim == 1
     T = t_in[None] if single else t_in
-    out = np.zeros((4, T.shape[0], W.shape[0]))
+    return T, W, single, np.zeros((4, T.shape[0], W.shape[0]))
+
+
+def layer_forward_reference(t_in, W, theta, tau1, tau2, t_max):
+    """Twin of :func:`stidi.neuron.layer_forward`: ``(t, slope, v_peak, t_peak)``."""
+    T, W, single, out = _batched(t_in, W)
     for b in range(T.shape[0]):
         for j in range(W.shape[0]):
             out[:, b, j] = _one_neuron(T[b], W[j], theta, tau1, tau2, t_max)
@@ -125,11 +131,7 @@ def step_forward_reference(t_in, W, theta, t_max, delay=0.0):
     the first such time :math:`t_c` with :math:`v_j \ge \theta` gives the spike
     :math:`t_c + d`, silence (``t_max``) when that is not before ``t_max``.
     """
-    t_in = np.asarray(t_in, dtype=np.float64)
-    W = np.asarray(W, dtype=np.float64)
-    single = t_in.ndim == 1
-    T = t_in[None] if single else t_in
-    out = np.zeros((4, T.shape[0], W.shape[0]))
+    T, W, single, out = _batched(t_in, W)
     for b in range(T.shape[0]):
         times = np.unique(T[b][T[b] < t_max])
         # V[k, j]: potential of neuron j just after the inputs of time times[k]

@@ -76,3 +76,14 @@ def test_engine_kernels_are_loaded_from_the_cache_in_a_new_process(tmp_path):
     first, second = run(code, env, str(tmp_path)), run(code, env, str(tmp_path))
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert first.stdout.split()[-1] == "0" and int(second.stdout.split()[-1]) >= 1
+
+
+def test_option_enums_carry_the_names_they_are_bound_to():
+    from enum import IntEnum
+
+    from stidi import _codes
+
+    enums = {name: obj for name, obj in vars(_codes).items()
+             if isinstance(obj, type) and issubclass(obj, IntEnum) and obj is not IntEnum}
+    assert len(enums) >= 13
+    assert all(obj.__name__ == name for name, obj in enums.items()), enums
