@@ -21,24 +21,12 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from stidi._io import atomic_write_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
                           "index; no output spike -> largest peak potential (accuracy) or counted as "
                           "an error (accuracy_no_fallback)"),
     })
-    _atomic_write_text(args.out, json.dumps(report, indent=2, default=float) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2, default=float) + "\n")
     if not args.quiet:
         print(f"val {report['val_accuracy']} (epoch {clf.best_epoch_}), test "
               f"{report.get('test_accuracy')}, {report['train_seconds']:.0f} s -> {args.out}")

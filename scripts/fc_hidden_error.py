@@ -28,11 +28,12 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from stidi._io import atomic_write_text
 
 FORMS = ("s4nn", "displacement")
 
@@ -99,12 +100,7 @@ def main(argv=None) -> int:
         "environment": {"machine": platform.machine(), "cpu_count": os.cpu_count(),
                         "python": platform.python_version(), "numpy": np.__version__},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps(summary))
     return 0
 

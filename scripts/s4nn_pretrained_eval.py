@@ -39,13 +39,13 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from stidi._io import atomic_write_text
 
 T_MAX = 256
 THRESHOLD = 100.0
@@ -189,12 +189,7 @@ def main(argv=None) -> int:
         "command": "python scripts/s4nn_pretrained_eval.py --weights weights_pretrained.npy "
                    f"--out {args.out.as_posix()}" + (f" --limit {args.limit}" if args.limit else ""),
     })
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("accuracy_ties_correct", "accuracy_ties_wrong", "tie_fraction",
                                              "output_silent_fraction")}))
     return 0

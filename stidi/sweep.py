@@ -64,12 +64,13 @@ import shlex
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ._io import atomic_write_text
 
 __all__ = [
     "SpecError", "SweepError", "Spec", "Run", "SweepOutcome", "THREAD_ENV", "SCHEDULER_ENV",
@@ -530,23 +531,6 @@ def expand(spec: Spec) -> list:
 
 
 # ----------------------------------------------------------------------------- files
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _report_tokens(report: dict):
     """The ``train`` arguments recorded in a report's ``command``, or None."""
     command = report.get("command")
@@ -630,7 +614,7 @@ def run_task(task: dict) -> dict:
         if code == 0:
             err += "\n(the process exited normally but wrote no report)"
         tail = "\n".join(err.rstrip().splitlines()[-_LOG_TAIL_LINES:])
-        _atomic_write_text(log, f"# {shlex.join(cmd)}\n# exit code {code} on "
+        atomic_write_text(log, f"# {shlex.join(cmd)}\n# exit code {code} on "
                                 f"{result['host']} after {seconds:.1f} s\n{tail}\n")
         result["log"] = str(log)
     return result
@@ -671,7 +655,7 @@ def _dask_results(tasks: list, address: str):
                 yield fut.result()
             except Exception as exc:  # the task itself failed on the worker (e.g. import error)
                 msg = f"# the Dask task failed: {type(exc).__name__}: {exc}\n"
-                _atomic_write_text(Path(task["log"]), msg)
+                atomic_write_text(Path(task["log"]), msg)
                 yield {"name": task["name"], "status": "failed", "returncode": None, "resumed": False,
                        "seconds": float("nan"), "host": None, "log": task["log"]}
 
@@ -803,7 +787,7 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
             "".join(f"- {name} ({name}.log)\n" for name in failed)
     header = (f"# Sweep {spec.path.name}\n\n{spec.description.strip()}\n\n" if spec.description.strip()
               else f"# Sweep {spec.path.name}\n\n")
-    _atomic_write_text(out_dir / "summary.md", header + table + tail)
+    atomic_write_text(out_dir / "summary.md", header + table + tail)
     payload = {
         "spec": str(spec.path), "description": spec.description, "seeds": spec.seeds,
         "sorted_by": "val_accuracy_mean (the test accuracy is for information only)",
@@ -813,7 +797,7 @@ def run_sweep(spec, out_dir=None, *, jobs: int | None = None, scheduler: str | N
                  for r in runs],
         "failed": failed,
     }
-    _atomic_write_text(out_dir / "summary.json", json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out_dir / "summary.json", json.dumps(payload, indent=2, allow_nan=False) + "\n")
     say("\n" + table + tail, end="")
     return outcome
 
