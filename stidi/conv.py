@@ -41,7 +41,7 @@ import numpy as np
 from ._codes import Col, HiddenError
 from ._jit import njit, prange
 from .architecture import parse_architecture  # noqa: F401  (old import path)
-from .neuron import _active_sorted, _check_positive, _deps, _sweep_sorted, _triangle
+from .neuron import _active_sorted, _at_rest, _check_positive, _deps, _sweep_sorted, _triangle
 from ._scratch import _alloc_scratch
 from .pool import _check_maps, first_spike_pool  # noqa: F401  (old import path)
 
@@ -111,16 +111,11 @@ def _conv_forward(t_in, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out
             # ... and of the k columns of position (y, x): the receptive field, in time order
             m = _cut(nr, rx, x - pad, k, 1, rt, rr, rx, sc.act_t, sc.act_i, sc.cx)
             p = y * Wo + x
-            if m == 0:  # nothing reaches this position: every filter stays at rest
-                for f in range(F):
-                    q = f * HoWo + p
-                    t_out[q] = t_max
-                    slope_out[q] = 0.0
-                    vpk_out[q] = 0.0
-                    tpk_out[q] = t_max
-                continue
-            _sweep_sorted(m, sc.act_t, sc.act_i, WT, theta, neuron.tau1, neuron.tau2, t_max,
-                          to, so, vo, po, sc.V, sc.S, track_peak)
+            if m == 0:  # nothing reaches this position: every filter stays at rest, no sweep
+                _at_rest(F, t_max, to, so, vo, po, sc.V)
+            else:
+                _sweep_sorted(m, sc.act_t, sc.act_i, WT, theta, neuron.tau1, neuron.tau2, t_max,
+                              to, so, vo, po, sc.V, sc.S, track_peak)
             for f in range(F):
                 q = f * HoWo + p
                 t_out[q] = to[f]
