@@ -135,6 +135,11 @@ class SpikingClassifier(ScoringMixin):
         Epoch ``k`` (0-based) of ``E`` uses ``lr * lr_decay**k``,
         ``lr * (1 + cos(pi k / E)) / 2`` (``"cosine"``; resume with the same ``epochs``),
         or ``lr`` throughout (``"constant"``, S4NN's schedule; ``lr_decay`` is ignored).
+    lr_steps : int, default 1
+        Times per epoch the schedule is evaluated: the epoch is cut into
+        ``lr_steps`` equal parts (whole mini-batches) and part ``j`` uses the
+        schedule at the fractional epoch ``k + j / lr_steps``, so the rate falls
+        smoothly instead of once per epoch (1: one rate per epoch).
     conv_reduce : {"sum", "mean"}, default "sum"
         How a filter's update is reduced over the positions that share it.
     epochs : int, default 10
@@ -248,7 +253,8 @@ class SpikingClassifier(ScoringMixin):
                  normalise: bool = True, beta: float = 1.0, lr: Sequence[float] | None = None,
                  lr_conv: float = 1e-4, lr_hidden: float | None = None,
                  lr_output: float | None = None, lr_decay: float = 0.7,
-                 lr_schedule: str = "exponential", conv_reduce: str = "sum", epochs: int = 10,
+                 lr_schedule: str = "exponential", lr_steps: int = 1,
+                 conv_reduce: str = "sum", epochs: int = 10,
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
                  augment: int = 0, norm_floor: float = 0.0, silent_target: str = "correct",
                  silent_hidden: str = "none", alpha_lr: float = 0.0,
@@ -279,6 +285,7 @@ class SpikingClassifier(ScoringMixin):
         self.lr_output = lr_output
         self.lr_decay = lr_decay
         self.lr_schedule = lr_schedule
+        self.lr_steps = lr_steps
         self.conv_reduce = conv_reduce
         self.epochs = epochs
         self.batch_size = batch_size
@@ -434,7 +441,8 @@ class SpikingClassifier(ScoringMixin):
             if not isinstance(v, (int, float, np.number)) or isinstance(v, bool) \
                     or not np.isfinite(v) or v < minimum:
                 raise ValueError(f"{name} must be a number >= {minimum:g}, got {v!r}")
-        for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1)):
+        for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1),
+                              ("lr_steps", 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
@@ -456,7 +464,8 @@ class SpikingClassifier(ScoringMixin):
                     neuron=self._neuron(), optimizer=optimizer, init_ranges=ranges,
                     uniform=init == Init.UNIFORM,
                     absolute_lr=legacy and optimizer == Optimizer.SGD,
-                    schedule=Schedule.parse("lr_schedule", self.lr_schedule))
+                    schedule=Schedule.parse("lr_schedule", self.lr_schedule),
+                    lr_steps=int(self.lr_steps))
 
     def _neuron(self) -> Neuron:
         return Neuron(float(self.tau1), float(self.tau2), float(self.t_max),
@@ -715,12 +724,7 @@ class SpikingClassifier(ScoringMixin):
         if not self.shuffle:
             order = np.arange(T.shape[0], dtype=np.int64)
         lrs0 = cfg["lrs"] * (1.0 if cfg["absolute_lr"] else self.scales_)
-        if cfg["schedule"] == Schedule.CONSTANT:
-            lrs = lrs0.copy()
-        elif cfg["schedule"] == Schedule.COSINE:
-            lrs = lrs0 * 0.5 * (1.0 + np.cos(np.pi * epoch / max(int(self.epochs), 1)))
-        else:
-            lrs = lrs0 * self.lr_decay ** epoch
+        lrs = self._scheduled(lrs0, cfg, epoch)
         if shape is not None:
             k = int(self.augment)
             d = rng.integers(-k, k + 1, size=(2, T.shape[0]))
@@ -729,14 +733,23 @@ class SpikingClassifier(ScoringMixin):
         stats = np.zeros(N_STATS)
         fire = np.zeros(int(a_off[-1]))
         Wf = self._forward_weights()
-        args = (T, yi, order, self.W_, Wf, self.alpha_, self.arch_.descriptor(), w_off, a_off,
-                self.thetas_, lrs, cfg["neuron"], cfg["rule"], stats, fire)
-        if int(self.batch_size) == 1 and cfg["optimizer"] == Optimizer.SGD:
-            train_epoch_sgd(*args)
-        else:
-            self.step_ = train_epoch_batch(*args, int(self.batch_size),
-                                           min(_n_threads(self.n_jobs), int(self.batch_size)),
-                                           cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
+        desc = self.arch_.descriptor()
+        bs = int(self.batch_size)
+        parts = cfg["lr_steps"]
+        n_batches = -(-order.shape[0] // bs)
+        cuts = [min(order.shape[0], bs * (n_batches * j // parts)) for j in range(parts + 1)]
+        for j in range(parts):
+            part = order[cuts[j]:cuts[j + 1]]
+            if part.shape[0] == 0:
+                continue
+            lr_j = lrs if j == 0 else self._scheduled(lrs0, cfg, epoch + j / parts)
+            args = (T, yi, part, self.W_, Wf, self.alpha_, desc, w_off, a_off,
+                    self.thetas_, lr_j, cfg["neuron"], cfg["rule"], stats, fire)
+            if bs == 1 and cfg["optimizer"] == Optimizer.SGD:
+                train_epoch_sgd(*args)
+            else:
+                self.step_ = train_epoch_batch(*args, bs, min(_n_threads(self.n_jobs), bs),
+                                               cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
         reinit = 0 if self.eval_before_reset else self._reset_dead(fire, T.shape[0], cfg, rng)
         seconds = time.perf_counter() - t0
         n = max(stats[Stat.N], 1)
@@ -756,6 +769,14 @@ class SpikingClassifier(ScoringMixin):
         if self.eval_before_reset:
             rec["_fire"] = fire
         return rec
+
+    def _scheduled(self, lrs0, cfg, epoch: float) -> np.ndarray:
+        """Learning rates at (fractional) epoch ``epoch`` of the schedule (``lr_schedule``)."""
+        if cfg["schedule"] == Schedule.CONSTANT:
+            return lrs0.copy()
+        if cfg["schedule"] == Schedule.COSINE:
+            return lrs0 * 0.5 * (1.0 + np.cos(np.pi * epoch / max(int(self.epochs), 1)))
+        return lrs0 * self.lr_decay ** epoch
 
     def _reset_dead(self, fire, n_seen, cfg, rng) -> int:
         """Fresh weights for the hidden units that fired too rarely in the epoch (``dead_threshold``)."""

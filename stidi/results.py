@@ -26,6 +26,9 @@ Functions
     number (quoted from the papers' abstracts).  A missing report is shown as
     :data:`NOT_RUN`.  Accuracies are percentages (``100 * fraction``), times
     minutes; a missing value is ``NaN``.
+:func:`seed_repeats`
+    The per-seed reports of a committed run (``results/seeds/<run>/``, written
+    by ``python -m stidi sweep``), summarised as mean and sd over the seeds.
 :func:`over_seeds`
     Rerun one configuration with several seeds and return a tidy frame, for
     error bars in labs (:func:`stidi.plot.seed_chart` draws it).
@@ -61,6 +64,8 @@ __all__ = [
     "build_table",
     "binary_drop_table",
     "learning_curves",
+    "SEEDS_FOLDER",
+    "seed_repeats",
     "hardware",
     "interval_half_width",
     "over_seeds",
@@ -257,13 +262,16 @@ def build_table(results_dir: str | Path | None = None, runs: tuple[Run, ...] = R
     ``1.96 * sqrt(p (1 - p) / n)`` with ``n`` the number of test images),
     ``test, no fallback (%)``, ``validation (%)``, ``best epoch``, ``epochs``,
     ``difference (points)`` (ours minus published), ``architecture``,
-    ``training (min)``, ``hardware``, ``command``.
+    ``training (min)``, ``hardware``, ``command``; and, for a run repeated over
+    seeds (:func:`seed_repeats`), ``seeds``, ``test mean (%)``, ``test sd
+    (points)`` (sample sd) and ``validation mean (%)`` (``NaN`` otherwise).
 
     Example::
 
         stidi.results.build_table()[["published (%)", "test (%)", "difference (points)"]]
     """
     reports = load_reports(results_dir, runs)
+    folder = Path(results_dir) if results_dir is not None else _locate()
     rows = []
     for run in runs:
         rep = reports[run.name]
@@ -297,6 +305,7 @@ def build_table(results_dir: str | Path | None = None, runs: tuple[Run, ...] = R
                 "hardware": hardware(rep),
                 "command": str(rep["command"]),
             })
+        row.update(_seed_columns(run.name, folder))
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
 
@@ -377,6 +386,51 @@ def learning_curves(results_dir: str | Path | None = None, runs: tuple[Run, ...]
 
 
 # ---------------------------------------------------------------- seed repeats
+
+#: Sub-folder of the results folder that holds ``<run>/<sweep run>.json``, one report per seed.
+SEEDS_FOLDER = "seeds"
+
+
+def seed_repeats(name: str, results_dir: str | Path | None = None) -> pd.DataFrame | None:
+    """The per-seed reports of a committed run, one row per seed; ``None`` if there are none.
+
+    A committed run ``<name>.json`` is the report of its first seed; the sweep
+    that repeated it over seeds leaves its reports in
+    ``<results_dir>/seeds/<name>/`` (copied from the sweep's output folder,
+    ``summary.md`` included).  The frame has the columns of
+    :func:`stidi.sweep.load_reports` (``seed``, ``val_accuracy``,
+    ``test_accuracy``, ``best_epoch``, ``command``, ...), sorted by seed, and
+    all its rows must share one configuration.
+
+    Example::
+
+        reps = stidi.results.seed_repeats("fc-mnist")
+        print(100 * reps.test_accuracy.mean(), 100 * reps.test_accuracy.std(ddof=1))
+    """
+    from .sweep import load_reports as _sweep_reports
+
+    folder = (Path(results_dir) if results_dir is not None else _locate()) / SEEDS_FOLDER / _name(name)[:-5]
+    if not folder.is_dir():
+        return None
+    df = _sweep_reports(folder)
+    if df.empty:
+        return None
+    if df.config_id.nunique() != 1:
+        raise ValueError(f"{folder}: the seed reports come from {df.config_id.nunique()} different "
+                         f"configurations ({', '.join(sorted(df.label.unique()))}); keep one")
+    return df.sort_values("seed").reset_index(drop=True)
+
+
+def _seed_columns(name: str, folder) -> dict[str, float]:
+    reps = seed_repeats(name, folder)
+    if reps is None:
+        return {"seeds": math.nan, "test mean (%)": math.nan, "test sd (points)": math.nan,
+                "validation mean (%)": math.nan}
+    sd = float(reps.test_accuracy.std(ddof=1)) if len(reps) > 1 else math.nan
+    return {"seeds": float(len(reps)), "test mean (%)": 100.0 * float(reps.test_accuracy.mean()),
+            "test sd (points)": 100.0 * sd,
+            "validation mean (%)": 100.0 * float(reps.val_accuracy.mean())}
+
 
 def _fit_one(estimator, seed: int, train, validation, test) -> dict[str, Any]:
     est = copy.deepcopy(estimator)

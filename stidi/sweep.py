@@ -911,7 +911,7 @@ def load_reports(out_dir, names=None):
             continue
         match = _RUN_NAME.match(path.stem)
         opts = _option_columns(tokens)
-        seed = opts.pop("opt_seed", None)
+        seed = next((_decode(v) for f, v in _pairs(tokens) if f == "--seed"), None)
         if not isinstance(seed, int):
             seed = (report.get("config") or {}).get("random_state", 0)
         row = {"run": path.stem, "label": match["label"] if match else path.stem,

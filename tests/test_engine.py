@@ -123,3 +123,40 @@ def test_golden_default_conv_network(subset):
     X, y = subset
     clf = SpikingClassifier("28x28-16C5-P2-10", epochs=1, random_state=0).fit(X[:200], y[:200])
     _check_pins(clf, CONV_PINS)
+
+
+# ------------------------------------------------------------ the schedule within an epoch
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_lr_steps_cut_the_epoch_without_changing_the_updates(subset, batch):
+    """With a constant schedule, cutting each epoch into parts changes nothing."""
+    X, y = subset
+    kw = dict(arch="784-16-10", epochs=2, random_state=3, lr_schedule="constant", batch_size=batch)
+    one = SpikingClassifier(**kw).fit(X[:60], y[:60])
+    parts = SpikingClassifier(lr_steps=7, **kw).fit(X[:60], y[:60])
+    np.testing.assert_array_equal(one.W_, parts.W_)
+    assert [h["train_accuracy_running"] for h in one.history_] == \
+        [h["train_accuracy_running"] for h in parts.history_]
+
+
+def test_lr_steps_use_the_schedule_at_fractional_epochs(subset, monkeypatch):
+    """Part j of epoch k trains at lr0 * decay ** (k + j / lr_steps) on its share of the order."""
+    X, y = subset
+    seen = []
+    real = net.train_epoch_sgd
+
+    def spy(X_, y_, order, *args):
+        seen.append((order.shape[0], args[7].copy()))   # args[7]: the rates
+        return real(X_, y_, order, *args)
+
+    monkeypatch.setattr("stidi.model.train_epoch_sgd", spy)
+    clf = SpikingClassifier("784-16-10", epochs=2, random_state=0, lr_decay=0.5, lr_steps=4)
+    clf.fit(X[:50], y[:50])
+    assert [n for n, _ in seen] == [12, 13, 12, 13] * 2      # whole samples, the epoch covered once
+    base = seen[0][1]
+    for i, (_, lrs) in enumerate(seen):
+        np.testing.assert_allclose(lrs, base * 0.5 ** (i / 4), rtol=1e-12)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="lr_steps"):
+            SpikingClassifier("784-4-*", lr_steps=bad).fit(X[:20], y[:20])

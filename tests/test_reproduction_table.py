@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import stidi.results as rt
@@ -316,3 +317,38 @@ def test_ablation_report_matches_the_chapter_claims():
         assert lin["test_accuracy"] > const["test_accuracy"], (lin, const)
     for mode, run in rep["runs"].items():      # the full report of the first seed
         assert run["config"]["dtdv"] == mode and f"--seed {seeds[0]}" in run["command"]
+
+
+# ------------------------------------------------------------ runs repeated over seeds
+
+
+def _seed_report(seed: int, test: float, val: float, epochs: int = 3) -> dict:
+    report = _fake_report("fc-mnist", seed)
+    report.update(test_accuracy=test, val_accuracy=val,
+                  command=f"python -m stidi train --dataset mnist --epochs {epochs} --seed {seed} "
+                          f"--out runs/x_seed{seed}.json")
+    return report
+
+
+def test_seed_repeats_enter_the_table(tmp_path):
+    (tmp_path / "fc-mnist.json").write_text(json.dumps(_seed_report(0, 0.97, 0.96)))
+    table = rt.build_table(tmp_path)
+    assert math.isnan(table.loc["fc-mnist", "seeds"]) and rt.seed_repeats("fc-mnist", tmp_path) is None
+    folder = tmp_path / rt.SEEDS_FOLDER / "fc-mnist"
+    folder.mkdir(parents=True)
+    tests, vals = [0.97, 0.98, 0.9830], [0.96, 0.975, 0.97]
+    for seed, (t, v) in enumerate(zip(tests, vals)):
+        (folder / f"x_seed{seed}_abcdef12.json").write_text(json.dumps(_seed_report(seed, t, v)))
+    (folder / "summary.json").write_text(json.dumps({"spec": "x.toml"}))  # not a report: ignored
+    reps = rt.seed_repeats("fc-mnist", tmp_path)
+    assert list(reps.seed) == [0, 1, 2]
+    row = rt.build_table(tmp_path).loc["fc-mnist"]
+    assert row["seeds"] == 3
+    assert row["test mean (%)"] == pytest.approx(100 * sum(tests) / 3)
+    assert row["test sd (points)"] == pytest.approx(100 * float(np.std(tests, ddof=1)))
+    assert row["validation mean (%)"] == pytest.approx(100 * sum(vals) / 3)
+    assert row["test (%)"] == pytest.approx(97.0)          # the row itself stays the first seed's report
+    # a report of another configuration in the folder is an error, not a silent mix
+    (folder / "y_seed3_00000000.json").write_text(json.dumps(_seed_report(3, 0.5, 0.5, epochs=9)))
+    with pytest.raises(ValueError, match="different configurations"):
+        rt.build_table(tmp_path)
