@@ -33,7 +33,7 @@ def _choice(name: str, members: str) -> type:
 # every option with a fixed set of values: enum name, then its members (value 0 first)
 _CHOICES = """
 LayerKind       CONV POOL DENSE
-Target          RELATIVE MINMAX
+Target          RELATIVE MINMAX SOFTMAX
 DtDv            LINEAR CONSTANT SLOPE
 HiddenError     S4NN DISPLACEMENT
 Optimizer       SGD ADAM

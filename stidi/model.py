@@ -105,8 +105,10 @@ class SpikingClassifier(ScoringMixin):
         Threshold: one value, or one per weight layer.
     gamma : float, default 3
         Target margin of the output layer.
-    target : {"relative", "minmax"}, default "relative"
-        Output target rule (:mod:`stidi.rule`).
+    target : {"relative", "minmax", "softmax"}, default "relative"
+        Output target rule (:mod:`stidi.rule`); ``"softmax"``: a graded target for
+        every output on every sample, from the cross-entropy of a softmax over
+        :math:`-t/\gamma` (``gamma`` is then its temperature, in time steps).
     dtdv : {"linear", "constant", "slope"}, default "linear"
         Approximation of :math:`\partial t/\partial v`: :math:`-t/\theta`, :math:`-1`
         or :math:`-1/\dot v`.

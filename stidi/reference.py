@@ -153,6 +153,10 @@ def output_targets_reference(t, label, gamma, t_max, mode="relative", silent_tar
     t = np.asarray(t, dtype=np.float64)
     fired = t < t_max
     tau = t.min()
+    if mode == "softmax":
+        p = np.exp(-(t - tau) / gamma)
+        p /= p.sum()
+        return np.minimum(t + gamma * (p - np.eye(t.shape[0])[label]), t_max)
     if mode == "relative":
         if not fired.any():
             T = np.full_like(t, t_max - gamma if silent_target == "all" else t_max)

@@ -21,7 +21,12 @@ that fires before :math:`\tau + \gamma` to :math:`\tau + \gamma`; when no output
 fires, the correct neuron (``SilentTarget.CORRECT``) or every neuron
 (``SilentTarget.ALL``) is asked for :math:`t_{\max} - \gamma`.  ``MINMAX`` puts
 the correct neuron at :math:`\max(\tau_{\min} - \gamma, 0)` and every other one
-at :math:`\min(\tau_{\max} + \gamma, t_{\max})`.
+at :math:`\min(\tau_{\max} + \gamma, t_{\max})`.  ``SOFTMAX`` gives every
+output a graded target from the cross-entropy of a softmax over :math:`-t/\gamma`:
+with :math:`p_j = e^{-t_j/\gamma} / \sum_k e^{-t_k/\gamma}`,
+:math:`T_j = \min(t_j + \gamma\,(p_j - y_j),\ t_{\max})` (:math:`y` one-hot), i.e.
+one gradient step of size :math:`\gamma^2` on :math:`-\log p_{\text{label}}`, so a
+sample is never fully learned and silent wrong neurons are left alone.
 
 With ``Rule.normalise`` each layer's error vector is divided by its L2 norm
 (the output one by :math:`\max(|e|, \text{norm\_floor})`, hidden ones scaled to
@@ -105,6 +110,14 @@ def _output_targets(t, label, gamma, t_max, mode, T, silent_mode):
             any_fired = True
             if t[j] > tmax_fired:
                 tmax_fired = t[j]
+    if mode == Target.SOFTMAX:
+        z = 0.0
+        for j in range(n):
+            z += np.exp(-(t[j] - tmin) / gamma)
+        for j in range(n):
+            p = np.exp(-(t[j] - tmin) / gamma) / z
+            T[j] = min(t[j] + gamma * (p - (1.0 if j == label else 0.0)), t_max)
+        return
     if mode == Target.RELATIVE:
         if not any_fired:
             for j in range(n):

@@ -88,7 +88,7 @@ def test_twin_step_moves_each_weight_by_the_rule():
 
 
 # ----------------------------------------------------------------------------- targets and decision
-@pytest.mark.parametrize("mode", ["relative", "minmax"])
+@pytest.mark.parametrize("mode", ["relative", "minmax", "softmax"])
 def test_output_targets_kernel_matches_twin(mode):
     rng = np.random.default_rng(5)
     for _ in range(50):
@@ -100,7 +100,8 @@ def test_output_targets_kernel_matches_twin(mode):
         for silent in ("correct", "all"):
             rule._output_targets(t, label, 3.0, TMAX, Target.parse("target", mode), T,
                                  SilentTarget.parse("silent_target", silent))
-            np.testing.assert_array_equal(T, ref.output_targets_reference(t, label, 3.0, TMAX, mode, silent))
+            np.testing.assert_allclose(T, ref.output_targets_reference(t, label, 3.0, TMAX, mode, silent),
+                                       rtol=0, atol=1e-12)
 
 
 def test_relative_target_rule():
@@ -110,6 +111,27 @@ def test_relative_target_rule():
     np.testing.assert_array_equal(T, [13.0, 13.0, 10.0, TMAX])
     silent = ref.output_targets_reference(np.full(4, TMAX), 1, 3.0, TMAX)
     np.testing.assert_array_equal(silent, [TMAX, TMAX - 3, TMAX, TMAX])
+
+
+def test_softmax_target_is_a_cross_entropy_step():
+    """T - t is -gamma^2 times the gradient of -log softmax(-t / gamma) at the label."""
+    t = np.array([10.0, 11.0, 30.0, TMAX])
+    gamma = 4.0
+
+    def loss(tt):
+        z = -tt / gamma
+        return -(z[2] - np.log(np.exp(z).sum()))
+
+    grad = np.array([(loss(t + h) - loss(t - h)) / 2e-6 for h in np.eye(4) * 1e-6])
+    T = ref.output_targets_reference(t, 2, gamma, TMAX, "softmax")
+    np.testing.assert_allclose(T[:3] - t[:3], -gamma ** 2 * grad[:3], rtol=1e-6)
+    assert T[3] == TMAX                       # a silent wrong neuron is left alone
+    assert T[2] < t[2] and T[0] > t[0] and T[1] > t[1]
+    # nothing is ever learned perfectly: a clear win still carries a small error
+    clear = ref.output_targets_reference(np.array([TMAX, TMAX, 5.0, TMAX]), 2, gamma, TMAX, "softmax")
+    assert 0 < 5.0 - clear[2] < 1e-6 * gamma
+    silent = ref.output_targets_reference(np.full(4, TMAX), 1, gamma, TMAX, "softmax")
+    np.testing.assert_allclose(silent, [TMAX, TMAX - 0.75 * gamma, TMAX, TMAX])
 
 
 def test_decision_rules():
