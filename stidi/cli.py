@@ -250,7 +250,7 @@ def train(args: argparse.Namespace) -> dict:
         "n_val": int(len(va_idx)),
         "n_test": int(len(yt)),
         "config": json.loads(params_json(clf.get_params())),
-        "command": "python -m stidi " + " ".join(shlex.quote(a) for a in args.argv),
+        "command": "python -m stidi " + " ".join(shlex.quote(a) for a in _portable(args.argv)),
         "history": clf.history_,
         "environment": _environment(),
         "decision_rule": ("first output spike; ties -> larger dv/dt at the tie time, then lowest "
@@ -299,6 +299,35 @@ def evaluate(args: argparse.Namespace) -> dict:
     print(f"test accuracy {scores['accuracy']:.4f} (no fallback {scores['accuracy_no_fallback']:.4f}) "
           f"on {len(yt)} {args.dataset} images, {clf.arch_.text}")
     return report
+
+
+_PATH_FLAGS = ("--out", "--checkpoint", "--save-model", "--data-dir")
+
+
+def _portable(argv: list[str]) -> list[str]:
+    """``argv`` with the paths of :data:`_PATH_FLAGS` made relative to the working folder when
+    they lie inside it, so that a recorded command does not name the machine's folders."""
+    out, cwd = [], Path.cwd().resolve()
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        prev = argv[i - 1] if i else ""
+        if eq and flag in _PATH_FLAGS:
+            out.append(f"{flag}={_relative(value, cwd)}")
+        elif prev in _PATH_FLAGS:
+            out.append(_relative(arg, cwd))
+        else:
+            out.append(arg)
+    return out
+
+
+def _relative(path: str, cwd: Path) -> str:
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    try:
+        return str(p.resolve().relative_to(cwd))
+    except ValueError:
+        return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,3 +157,15 @@ def test_train_conv_on_subset_writes_report_and_resumes(tmp_path):
     assert rep["weight_bytes"] == pytest.approx(n_syn / 8 + 2 * 8)
     assert rep["synops_per_image"] > 0 and rep["cost"]["op_kind"] == "add"
     assert 0.0 <= rep["test_accuracy_no_fallback"] <= rep["test_accuracy"] <= 1.0
+
+
+def test_recorded_command_names_paths_inside_the_working_folder_relatively(tmp_path, monkeypatch):
+    from stidi.cli import _portable
+
+    monkeypatch.chdir(tmp_path)
+    inside, outside = tmp_path / "runs" / "r.json", "/elsewhere/ck.npz"
+    argv = ["train", "--dataset", "mnist", "--out", str(inside), "--checkpoint", outside,
+            f"--save-model={tmp_path / 'm.npz'}", "--set", f"note={inside}"]
+    assert _portable(argv) == ["train", "--dataset", "mnist", "--out", "runs/r.json", "--checkpoint",
+                               outside, "--save-model=m.npz", "--set", f"note={inside}"]
+    assert _portable(["train", "--out", "rel/x.json"]) == ["train", "--out", "rel/x.json"]
