@@ -294,15 +294,20 @@ def test_over_seeds_trains_a_real_network():
 
 
 def test_introduction_claims_match_the_committed_results():
-    """The introduction says the convolutional networks fall short of the papers by several points."""
-    intro = (REPO / "book" / "intro.md").read_text(encoding="utf-8")
-    assert "for the convolutional networks, by several points" in intro
+    """The introduction: the convolutional networks fall short of the papers by more than a
+    point on MNIST and by several on Fashion-MNIST."""
+    intro = " ".join((REPO / "book" / "intro.md").read_text(encoding="utf-8").split())
+    assert ("for the convolutional networks, by more than a point on MNIST and by several on "
+            "Fashion-MNIST") in intro
     table = rt.build_table(REPO / "results")
     conv = table[table.index.str.startswith("conv-") & (table.status == "run")]
     assert len(conv), "no convolutional report: the introduction's claim has nothing to stand on"
-    assert (conv["difference (points)"] <= -2.0).all(), (
-        "a convolutional run is now within 2 points of the paper: update the introduction\n"
-        + conv[["test (%)", "published (%)", "difference (points)"]].to_string())
+    shown = conv[["test (%)", "published (%)", "difference (points)"]].to_string()
+    mnist = conv[conv.dataset == "MNIST"]["difference (points)"]
+    fashion = conv[conv.dataset == "Fashion-MNIST"]["difference (points)"]
+    assert len(mnist) and (mnist <= -1.0).all(), "an MNIST conv run is within a point: update the introduction\n" + shown
+    assert len(fashion) and (fashion <= -3.0).all(), ("a Fashion-MNIST conv run is within 3 points: update the "
+                                                      "introduction\n" + shown)
 
 
 def test_ablation_report_matches_the_chapter_claims():
