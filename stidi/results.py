@@ -327,9 +327,13 @@ def binary_drop_table(results_dir: str | Path | None = None, runs: tuple[Run, ..
 
     Also the weight memory (``weight_bytes`` / 1000) and the synaptic operations
     per test image (``synops_per_image``) of both networks, from the reports of
-    convolutional runs (NaN where a report does not hold them).
+    convolutional runs (NaN where a report does not hold them).  When both runs
+    were repeated over seeds (:func:`seed_repeats`), ``drop over seeds (points)``
+    and ``drop sd (points)`` are the mean and sample sd of the per-seed drops over
+    the seeds they share, and ``seeds`` their number (NaN otherwise).
     """
     reports = load_reports(results_dir, runs)
+    folder = Path(results_dir) if results_dir is not None else _locate()
     by_name = {run.name: run for run in runs}
     rows = []
     for real, binary in pairs:
@@ -337,6 +341,7 @@ def binary_drop_table(results_dir: str | Path | None = None, runs: tuple[Run, ..
         r, b = reports.get(real), reports.get(binary)
         ours = (_percent(r["test_accuracy"]) - _percent(b["test_accuracy"])
                 if r is not None and b is not None else math.nan)
+        paired = _paired_drops(real, binary, folder)
         rows.append({
             "dataset": dataset,
             "published drop (points)": PUBLISHED_BINARY_DROP[dataset],
@@ -347,9 +352,22 @@ def binary_drop_table(results_dir: str | Path | None = None, runs: tuple[Run, ..
             "binary weights (kB)": _kilobytes(b),
             "real: synaptic ops per image": _field(r, "synops_per_image"),
             "binary: synaptic ops per image": _field(b, "synops_per_image"),
+            "drop over seeds (points)": float(paired.mean()) if len(paired) else math.nan,
+            "drop sd (points)": float(paired.std(ddof=1)) if len(paired) > 1 else math.nan,
+            "seeds": float(len(paired)) if len(paired) else math.nan,
             "status": "run" if r is not None and b is not None else NOT_RUN,
         })
     return pd.DataFrame(rows).set_index("dataset")
+
+
+def _paired_drops(real: str, binary: str, folder) -> pd.Series:
+    """Per-seed test-accuracy drops (points) over the seeds both runs were repeated with."""
+    r, b = seed_repeats(real, folder), seed_repeats(binary, folder)
+    if r is None or b is None:
+        return pd.Series(dtype=float)
+    both = r.set_index("seed").test_accuracy.to_frame("real").join(
+        b.set_index("seed").test_accuracy.to_frame("binary"), how="inner")
+    return 100.0 * (both["real"] - both["binary"])
 
 
 def learning_curves(results_dir: str | Path | None = None, runs: tuple[Run, ...] = RUNS) -> pd.DataFrame:

@@ -357,3 +357,19 @@ def test_seed_repeats_enter_the_table(tmp_path):
     (folder / "y_seed3_00000000.json").write_text(json.dumps(_seed_report(3, 0.5, 0.5, epochs=9)))
     with pytest.raises(ValueError, match="different configurations"):
         rt.build_table(tmp_path)
+
+
+def test_binary_drop_over_the_seeds_both_runs_share(tmp_path):
+    for name, tests in (("conv-mnist", {0: 0.97, 1: 0.975, 2: 0.972}),
+                        ("conv-binary-mnist", {0: 0.94, 1: 0.935, 3: 0.9})):
+        (tmp_path / f"{name}.json").write_text(json.dumps(_seed_report(0, tests[0], 0.5)))
+        folder = tmp_path / rt.SEEDS_FOLDER / name
+        folder.mkdir(parents=True)
+        for seed, t in tests.items():
+            (folder / f"{name}_seed{seed}_abcdef12.json").write_text(json.dumps(_seed_report(seed, t, 0.5)))
+    row = rt.binary_drop_table(tmp_path).loc["MNIST"]
+    drops = [100 * (0.97 - 0.94), 100 * (0.975 - 0.935)]      # seeds 0 and 1 only: 2 and 3 are unpaired
+    assert row["seeds"] == 2
+    assert row["drop over seeds (points)"] == pytest.approx(np.mean(drops))
+    assert row["drop sd (points)"] == pytest.approx(np.std(drops, ddof=1))
+    assert math.isnan(rt.binary_drop_table(tmp_path).loc["Fashion-MNIST", "seeds"])
