@@ -75,8 +75,8 @@ from ._io import atomic_savez
 from ._estimator import ScoringMixin
 from ._jit import njit
 from .dense import layer_forward
-from .init import calibrate_scale
-from .neuron import encode
+from .init import calibrate_scale, default_medians
+from .neuron import encode, psp
 from .rule import decide_batch
 
 __all__ = [
@@ -94,14 +94,6 @@ _FORMAT_VERSION = 1
 # ---------------------------------------------------------------------------
 # kernel derivative convention (left derivative), NumPy
 # ---------------------------------------------------------------------------
-def _eps_left(s, tau1, tau2):
-    """Triangular PSP :math:`\\varepsilon(s)` (continuous, so no convention is needed)."""
-    s = np.asarray(s, dtype=np.float64)
-    t12 = tau1 + tau2
-    return np.where((s > 0) & (s <= tau1), s / tau1,
-                    np.where((s > tau1) & (s < t12), (t12 - s) / tau2, 0.0))
-
-
 def _deps_left(s, tau1, tau2):
     """Left derivative of the PSP: ``1/tau1`` on (0, tau1], ``-1/tau2`` on (tau1, tau1+tau2]."""
     s = np.asarray(s, dtype=np.float64)
@@ -136,7 +128,7 @@ def layer_backward_reference(t_in, t_star, W, coef, tau1, tau2, t_max, need_inpu
     W = np.asarray(W, dtype=np.float64)
     active = (t_in < t_max)[:, None, :]
     s = t_star[:, :, None] - t_in[:, None, :]
-    E = np.where(active, _eps_left(s, tau1, tau2), 0.0)
+    E = np.where(active, psp(s, tau1, tau2), 0.0)
     gW = -np.einsum("bj,bji->ji", coef, E)
     if not need_input_grad:
         return gW, None
@@ -408,8 +400,7 @@ class ExactGradientClassifier(ScoringMixin):
         L = len(sizes) - 1
         t_max = float(self.t_max)
         if self.init_median is None:
-            hid = np.linspace(48.0, 96.0, L - 1) if L > 2 else np.array([48.0] * (L - 1))
-            med = [*(hid * t_max / 256.0), 128.0 * t_max / 256.0]
+            med = default_medians(L, t_max)
         else:
             med = [float(m) for m in self.init_median]
         if len(med) != L or any(not 0 < m < t_max for m in med):
@@ -426,15 +417,6 @@ class ExactGradientClassifier(ScoringMixin):
             raise ValueError(f"X has {flat.shape[1]} features per sample, the model expects "
                              f"{self.n_features_in_}")
         return np.ascontiguousarray(encode(flat, self.t_max))
-
-    def _labels(self, y, n: int) -> np.ndarray:
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise ValueError(f"y must have shape ({n},), got {y.shape}")
-        idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
-        if not np.all(self.classes_[idx] == y):
-            raise ValueError("y contains labels not seen during fit")
-        return idx.astype(np.int64)
 
     # ---------------------------------------------------------------- pieces
     def _init_weights(self, T, sizes, rng):

@@ -82,6 +82,15 @@ def driven_mask(d: np.ndarray, t_prev: np.ndarray, t_max: float):
     return m if m.any() else None
 
 
+def default_medians(n_weight_layers: int, t_max: float) -> list[float]:
+    """Median first spike times the weight layers are calibrated to by default: hidden
+    layers evenly from 48 to 96 (48 for a single one), the output at 128, for
+    ``t_max = 256`` and in proportion otherwise."""
+    n_hidden = n_weight_layers - 1
+    hid = np.linspace(48.0, 96.0, n_hidden) if n_hidden > 1 else np.full(n_hidden, 48.0)
+    return [*(hid * t_max / 256.0), 128.0 * t_max / 256.0]
+
+
 def layer_range(init_range, l: int):
     """``(low, high)`` of layer ``l``: ``init_range`` is one pair or one pair per layer."""
     r = np.asarray(init_range, dtype=np.float64)

@@ -30,7 +30,8 @@ from ._codes import (N_STATS, DtDv, HiddenError, Init, LayerKind, Neuron, Optimi
 from .architecture import parse_architecture
 from .binary import forward_weights
 from .datasets import shift_images
-from .init import calibrate_scale, init_weights, reinit_dead  # noqa: F401  (old import path)
+from .init import (calibrate_scale, default_medians, init_weights,  # noqa: F401  (old import path)
+                   reinit_dead)
 from .network import forward_network, train_epoch_batch, train_epoch_sgd
 from .neuron import _check_positive, encode, psp as _psp_triangle
 from .rule import decide_batch
@@ -390,8 +391,7 @@ class SpikingClassifier(ScoringMixin):
                              f"{self.lr if self.lr is not None else lrs!r}")
         t_max = float(self.t_max)
         if self.init_median is None:
-            hid = np.linspace(48.0, 96.0, nw - 1) if nw > 2 else np.full(nw - 1, 48.0)
-            med = [*(hid * t_max / 256.0), 128.0 * t_max / 256.0]
+            med = default_medians(nw, t_max)
         else:
             med = [float(m) for m in self.init_median]
         if len(med) != nw or any(not 0 < m < t_max for m in med):
@@ -411,11 +411,8 @@ class SpikingClassifier(ScoringMixin):
             ranges[l] = (float(pairs[q][0]), float(pairs[q][1]))
         psp = Psp.parse("psp", self.psp)
         init = Init.parse("init", self.init)
-        delay = self.delay
-        if not isinstance(delay, (int, float, np.number)) or isinstance(delay, bool) \
-                or not np.isfinite(delay) or delay < 0:
-            raise ValueError(f"delay must be a number >= 0, got {delay!r}")
-        if delay and psp != Psp.STEP:
+        self._check_numbers((("delay", 0.0),))
+        if self.delay and psp != Psp.STEP:
             raise ValueError("delay applies to psp='step' only")
         if psp == Psp.STEP:
             if arch.has_conv:
@@ -436,13 +433,9 @@ class SpikingClassifier(ScoringMixin):
             if not isinstance(iw, (int, float, np.number)) or isinstance(iw, bool) \
                     or not 0 < iw <= t_max:
                 raise ValueError(f"input_window must be None or a number in (0, t_max], got {iw!r}")
-        for name, minimum in (("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
-                              ("weight_decay", 0.0), ("beta", 0.0), ("slope_floor", 0.0),
-                              ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0)):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float, np.number)) or isinstance(v, bool) \
-                    or not np.isfinite(v) or v < minimum:
-                raise ValueError(f"{name} must be a number >= {minimum:g}, got {v!r}")
+        self._check_numbers((("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
+                             ("weight_decay", 0.0), ("beta", 0.0), ("slope_floor", 0.0),
+                             ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0)))
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1),
                               ("lr_steps", 1)):
             v = getattr(self, name)
@@ -468,6 +461,14 @@ class SpikingClassifier(ScoringMixin):
                     absolute_lr=legacy and optimizer == Optimizer.SGD,
                     schedule=Schedule.parse("lr_schedule", self.lr_schedule),
                     lr_steps=int(self.lr_steps))
+
+    def _check_numbers(self, bounds) -> None:
+        """Each ``(name, minimum)``: the parameter is a finite real number >= minimum."""
+        for name, minimum in bounds:
+            v = getattr(self, name)
+            if not isinstance(v, (int, float, np.number)) or isinstance(v, bool) \
+                    or not np.isfinite(v) or v < minimum:
+                raise ValueError(f"{name} must be a number >= {minimum:g}, got {v!r}")
 
     def _neuron(self) -> Neuron:
         return Neuron(float(self.tau1), float(self.tau2), float(self.t_max),
@@ -509,16 +510,6 @@ class SpikingClassifier(ScoringMixin):
             # the same encoding into [0, input_window]; black pixels stay "no spike" (t_max)
             T = np.where(T >= self.t_max, float(self.t_max), encode(flat, float(self.input_window)))
         return np.ascontiguousarray(T)
-
-    def _labels(self, y, n: int) -> np.ndarray:
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise ValueError(f"y must have shape ({n},), got {y.shape}")
-        idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
-        unseen = self.classes_[idx] != y
-        if np.any(unseen):
-            raise ValueError(f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}")
-        return idx.astype(np.int64)
 
     def _augment_shape(self):
         if int(self.augment) == 0:
@@ -722,7 +713,7 @@ class SpikingClassifier(ScoringMixin):
 
     def _run_epoch(self, T, yi, cfg, epoch, shape, rng) -> dict:
         t0 = time.perf_counter()
-        order = rng.permutation(T.shape[0]).astype(np.int64)
+        order = rng.permutation(T.shape[0]).astype(np.int64)  # drawn either way: same random stream
         if not self.shuffle:
             order = np.arange(T.shape[0], dtype=np.int64)
         lrs0 = cfg["lrs"] * (1.0 if cfg["absolute_lr"] else self.scales_)
@@ -744,9 +735,9 @@ class SpikingClassifier(ScoringMixin):
             part = order[cuts[j]:cuts[j + 1]]
             if part.shape[0] == 0:
                 continue
-            lr_j = lrs if j == 0 else self._scheduled(lrs0, cfg, epoch + j / parts)
-            args = (T, yi, part, self.W_, Wf, self.alpha_, desc, w_off, a_off,
-                    self.thetas_, lr_j, cfg["neuron"], cfg["rule"], stats, fire)
+            args = (T, yi, part, self.W_, Wf, self.alpha_, desc, w_off, a_off, self.thetas_,
+                    self._scheduled(lrs0, cfg, epoch + j / parts), cfg["neuron"], cfg["rule"],
+                    stats, fire)
             if bs == 1 and cfg["optimizer"] == Optimizer.SGD:
                 train_epoch_sgd(*args)
             else:

@@ -172,6 +172,16 @@ def _layer_scale(desc, l, rule, base):
 
 
 @njit
+def _decay_layer(W, w_off, l, factor):
+    """L2 weight decay of layer ``l``: its weights times ``factor`` (``1 - lr * weight_decay``).
+
+    Chapter: book/04_stidi_bp_rule.md, eq-rule-update.
+    """
+    for q in range(w_off[l], w_off[l + 1]):
+        W[q] *= factor
+
+
+@njit
 def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, neuron, rule,
                     stats, fire_counts):
     """One pass of per-sample (online) STiDi-BP over ``X[order]``; serial and deterministic.
@@ -195,9 +205,7 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
                 # S4NN decays after every sample, with or without an error (positive scaling
                 # leaves alpha * sign(W) unchanged, so binary forward weights need no refresh)
                 for l in range(L):
-                    fdec = 1.0 - lrs[l] * rule.weight_decay
-                    for q in range(w_off[l], w_off[l + 1]):
-                        W[q] *= fdec
+                    _decay_layer(W, w_off, l, 1.0 - lrs[l] * rule.weight_decay)
             continue
         for l in range(L - 1, -1, -1):
             if desc[l, Col.KIND] == LayerKind.POOL:
@@ -206,9 +214,7 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
             da = _update_layer(W, Wsign, desc, w_off, a_off, l, _layer_scale(desc, l, rule, -lrs[l]),
                                neuron, sc)
             if rule.weight_decay > 0.0:
-                fdec = 1.0 - lrs[l] * rule.weight_decay
-                for q in range(w_off[l], w_off[l + 1]):
-                    W[q] *= fdec
+                _decay_layer(W, w_off, l, 1.0 - lrs[l] * rule.weight_decay)
             if binary:
                 if rule.alpha_lr > 0.0 and lrs[l] > 0.0:
                     _alpha_step(alpha, l, rule.alpha_lr, da / -lrs[l])

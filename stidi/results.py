@@ -101,7 +101,10 @@ def results_dir() -> Path:
         f"(looked in {CHECKOUT_RESULTS} and {PACKAGED_RESULTS})")
 
 
-_locate = results_dir
+def _folder(folder: str | Path | None) -> Path:
+    """``folder`` as a path, or :func:`results_dir` when it is None (callers' argument
+    ``results_dir`` hides the function of that name)."""
+    return Path(folder) if folder is not None else results_dir()
 
 
 def _name(name: str) -> str:
@@ -112,7 +115,7 @@ def _name(name: str) -> str:
 
 def report_path(name: str, folder: str | Path | None = None) -> Path:
     """Path of report ``name`` (``"fc-mnist"`` or ``"fc-mnist.json"``); it may not exist."""
-    return Path(folder if folder is not None else results_dir()) / _name(name)
+    return _folder(folder) / _name(name)
 
 
 def load_report(name: str, folder: str | Path | None = None, *, required: bool = False) -> dict | None:
@@ -136,7 +139,7 @@ def load_report(name: str, folder: str | Path | None = None, *, required: bool =
 
 def available_reports(folder: str | Path | None = None) -> list[str]:
     """Names (without ``.json``) of the reports in the results folder."""
-    return sorted(p.stem for p in Path(folder if folder is not None else results_dir()).glob("*.json"))
+    return sorted(p.stem for p in _folder(folder).glob("*.json"))
 
 
 # ---------------------------------------------------------------- reproduction table
@@ -217,7 +220,7 @@ def load_reports(results_dir: str | Path | None = None,
     not a training report raises ``ValueError`` (a broken report must not
     silently become "not run").
     """
-    folder = Path(results_dir) if results_dir is not None else _locate()
+    folder = _folder(results_dir)
     out: dict[str, dict | None] = {}
     for run in runs:
         path = folder / f"{run.name}.json"
@@ -271,7 +274,7 @@ def build_table(results_dir: str | Path | None = None, runs: tuple[Run, ...] = R
         stidi.results.build_table()[["published (%)", "test (%)", "difference (points)"]]
     """
     reports = load_reports(results_dir, runs)
-    folder = Path(results_dir) if results_dir is not None else _locate()
+    folder = _folder(results_dir)
     rows = []
     for run in runs:
         rep = reports[run.name]
@@ -333,7 +336,7 @@ def binary_drop_table(results_dir: str | Path | None = None, runs: tuple[Run, ..
     the seeds they share, and ``seeds`` their number (NaN otherwise).
     """
     reports = load_reports(results_dir, runs)
-    folder = Path(results_dir) if results_dir is not None else _locate()
+    folder = _folder(results_dir)
     by_name = {run.name: run for run in runs}
     rows = []
     for real, binary in pairs:
@@ -414,8 +417,8 @@ def seed_repeats(name: str, results_dir: str | Path | None = None) -> pd.DataFra
 
     A committed run ``<name>.json`` is the report of its first seed; the sweep
     that repeated it over seeds leaves its reports in
-    ``<results_dir>/seeds/<name>/`` (copied from the sweep's output folder,
-    ``summary.md`` included).  The frame has the columns of
+    ``<results_dir>/seeds/<name>/`` (copied from the sweep's output folder).
+    The frame has the columns of
     :func:`stidi.sweep.load_reports` (``seed``, ``val_accuracy``,
     ``test_accuracy``, ``best_epoch``, ``command``, ...), sorted by seed, and
     all its rows must share one configuration.
@@ -427,7 +430,7 @@ def seed_repeats(name: str, results_dir: str | Path | None = None) -> pd.DataFra
     """
     from .sweep import load_reports as _sweep_reports
 
-    folder = (Path(results_dir) if results_dir is not None else _locate()) / SEEDS_FOLDER / _name(name)[:-5]
+    folder = _folder(results_dir) / SEEDS_FOLDER / _name(name)[:-5]
     if not folder.is_dir():
         return None
     df = _sweep_reports(folder)

@@ -112,11 +112,11 @@ def _output_targets(t, label, gamma, t_max, mode, T, silent_mode):
                 tmax_fired = t[j]
     if mode == Target.SOFTMAX:
         z = 0.0
+        for j in range(n):  # T holds the unnormalised probabilities first
+            T[j] = np.exp(-(t[j] - tmin) / gamma)
+            z += T[j]
         for j in range(n):
-            z += np.exp(-(t[j] - tmin) / gamma)
-        for j in range(n):
-            p = np.exp(-(t[j] - tmin) / gamma) / z
-            T[j] = min(t[j] + gamma * (p - (1.0 if j == label else 0.0)), t_max)
+            T[j] = min(t[j] + gamma * (T[j] / z - (1.0 if j == label else 0.0)), t_max)
         return
     if mode == Target.RELATIVE:
         if not any_fired:
