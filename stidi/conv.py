@@ -41,29 +41,11 @@ import numpy as np
 from ._codes import Col, HiddenError
 from ._jit import njit, prange
 from .architecture import parse_architecture  # noqa: F401  (old import path)
-from .neuron import _active_sorted, _at_rest, _check_positive, _deps, _sweep_sorted, _triangle
+from .neuron import _active_sorted, _check_positive, _deps, _triangle
 from ._scratch import _alloc_scratch
 from .pool import _check_maps, first_spike_pool  # noqa: F401  (old import path)
 
 __all__ = ["conv_forward"]
-
-
-@njit
-def _cut(n, coord, lo, k, step, t_src, row_src, carry_src, t_dst, row_dst, carry_dst):
-    """Keep the events whose ``coord - lo`` lies in ``[0, k)``, in order; returns how many.
-
-    Each kept event's weight row moves by ``(coord - lo) * step`` and ``carry`` is copied
-    along.  Chapter: book/06_conv.md, eq-conv-potential.
-    """
-    m = 0
-    for a in range(n):
-        d = coord[a] - lo
-        if d >= 0 and d < k:
-            t_dst[m] = t_src[a]
-            row_dst[m] = row_src[a] + d * step
-            carry_dst[m] = carry_src[a]
-            m += 1
-    return m
 
 
 @njit
@@ -75,15 +57,32 @@ def _span(y, pad, k, n):
     return max(0, pad - y), min(k, n + pad - y)
 
 
+@njit(inline="always")
+def _crossing(v, s, b, prev, theta):
+    """Time at which a potential that rose at slope ``s`` to ``v >= theta`` at ``b`` crossed ``theta``.
+
+    The slope is constant on ``(prev, b]``; the result is clipped to ``prev``.
+    Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
+    """
+    tc = b - (v - theta) / s
+    return prev if tc < prev else tc
+
+
 @njit
 def _conv_forward(t_in, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out, sc, track_peak):
     """Exact conv layer on one flat ``(C, H, W)`` map; outputs are flat ``(F, Ho, Wo)``.
 
     ``WT`` is the ``(C*k*k, F)`` filter block; ``sc`` the scratch of :mod:`stidi.network`.
-    The map's spikes are sorted once.  For each output row, one pass over that list
-    keeps the spikes of the ``k`` input rows under it; for each output position, one
-    pass over the row's list keeps the ``k`` columns of its receptive field, already
-    in time order, and :func:`stidi.neuron._sweep_sorted` finds the crossings.
+    The map's spikes are sorted once, and the three breakpoint streams of their
+    PSPs (onsets, peaks, ends) are merged once for the whole map.  Each breakpoint
+    touches only the positions whose receptive field holds its input: their ``F``
+    potentials (stored position-major) are brought forward from that position's
+    previous breakpoint, checked against ``theta``, and their slopes change by the
+    weight row of the input's offset.  A position therefore sees exactly its own
+    breakpoints, in the order of the sweep of :func:`stidi.neuron._sweep_sorted`,
+    and gets the same spike times; the last segment of every position, up to
+    ``t_max``, is closed while the outputs are written.  No time grid and no
+    per-position sorting are involved.
     Twin: :func:`stidi.reference.conv_forward_reference`.
     Chapter: book/06_conv.md, eq-conv-potential.
     """
@@ -92,36 +91,103 @@ def _conv_forward(t_in, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out
     kk = k * k
     HW = H * W
     HoWo = Ho * Wo
+    N = F * HoWo
     t_max = neuron.t_max
-    to, so, vo, po = sc.to[:F], sc.so[:F], sc.vo[:F], sc.po[:F]
-    gt, gi, gy, gx, rt, rx, rr = sc.gt, sc.gi, sc.gy, sc.gx, sc.rt, sc.rx, sc.rr
+    inv1 = 1.0 / neuron.tau1
+    inv12 = 1.0 / neuron.tau1 + 1.0 / neuron.tau2
+    inv2 = 1.0 / neuron.tau2
+    t12 = neuron.tau1 + neuron.tau2
+    gt, gi = sc.gt, sc.gi
+    # position-major state: unit (f, p) at p * F + f; TC/SC hold crossing times and slopes
+    V, S, VP, TP, last = sc.cv[:N], sc.cs[:N], sc.cvp[:N], sc.ctp[:N], sc.clast[:HoWo]
     n_act = _active_sorted(t_in, t_max, gt, gi)
-    for a in range(n_act):
+    for q in range(N):
+        V[q] = 0.0
+        S[q] = 0.0
+        VP[q] = 0.0
+        TP[q] = t_max
+    for p in range(HoWo):
+        last[p] = 0.0
+    p0 = 0
+    p1 = 0
+    p2 = 0
+    while True:
+        b0 = gt[p0] if p0 < n_act else np.inf
+        b1 = gt[p1] + neuron.tau1 if p1 < n_act else np.inf
+        b2 = gt[p2] + t12 if p2 < n_act else np.inf
+        if b0 <= b1 and b0 <= b2:
+            b, a, gain = b0, p0, inv1
+            p0 += 1
+        elif b1 <= b2:
+            b, a, gain = b1, p1, -inv12
+            p1 += 1
+        else:
+            b, a, gain = b2, p2, inv2
+            p2 += 1
+        if b >= t_max:
+            break
         i = gi[a]
         c = i // HW
         Y = (i - c * HW) // W
         X = i - c * HW - Y * W
-        gy[a] = Y
-        gx[a] = X
-        gi[a] = c * kk  # weight row of this input at u = v = 0
-    for y in range(Ho):
-        # spikes of the k input rows under output row y (u = Y - y + pad), with their column
-        nr = _cut(n_act, gy, y - pad, k, k, gt, gi, gx, rt, rr, rx)
-        for x in range(Wo):
-            # ... and of the k columns of position (y, x): the receptive field, in time order
-            m = _cut(nr, rx, x - pad, k, 1, rt, rr, rx, sc.act_t, sc.act_i, sc.cx)
-            p = y * Wo + x
-            if m == 0:  # nothing reaches this position: every filter stays at rest, no sweep
-                _at_rest(F, t_max, to, so, vo, po, sc.V)
+        # output (y, x) = (Y + pad - u, X + pad - v) sees this input at kernel offset (u, v)
+        for u in range(max(0, Y + pad - Ho + 1), min(k, Y + pad + 1)):
+            y = Y + pad - u
+            for v in range(max(0, X + pad - Wo + 1), min(k, X + pad + 1)):
+                p = y * Wo + X + pad - v
+                base = p * F
+                r = c * kk + u * k + v
+                dt = b - last[p]
+                if dt > 0.0:
+                    Vp = V[base:base + F]
+                    Sp = S[base:base + F]
+                    for f in range(F):
+                        Vp[f] = Vp[f] + Sp[f] * dt
+                    if track_peak:
+                        for f in range(F):
+                            if Vp[f] > VP[base + f]:
+                                VP[base + f] = Vp[f]
+                                TP[base + f] = b
+                    crossed = False
+                    for f in range(F):
+                        if Vp[f] >= theta:
+                            crossed = True
+                    if crossed:
+                        for f in range(F):
+                            if Vp[f] >= theta:
+                                tc = _crossing(Vp[f], Sp[f], b, last[p], theta)
+                                o = f * HoWo + p
+                                t_out[o] = tc
+                                slope_out[o] = Sp[f]
+                                Vp[f] = -np.inf
+                    last[p] = b
+                Sp = S[base:base + F]
+                Wr = WT[r]
+                for f in range(F):
+                    Sp[f] += Wr[f] * gain
+    # close every position's last segment at t_max; write the outputs (f, p)-major
+    for f in range(F):
+        for p in range(HoWo):
+            q = p * F + f
+            o = f * HoWo + p
+            prev = last[p]
+            if V[q] != -np.inf and t_max > prev:
+                V[q] = V[q] + S[q] * (t_max - prev)
+                if track_peak and V[q] > VP[q]:
+                    VP[q] = V[q]
+                    TP[q] = t_max
+                if V[q] >= theta:
+                    t_out[o] = _crossing(V[q], S[q], t_max, prev, theta)
+                    slope_out[o] = S[q]
+                    V[q] = -np.inf
+            if V[q] == -np.inf:  # fired: the peak is the crossing
+                vpk_out[o] = theta
+                tpk_out[o] = t_out[o]
             else:
-                _sweep_sorted(m, sc.act_t, sc.act_i, WT, theta, neuron.tau1, neuron.tau2, t_max,
-                              to, so, vo, po, sc.V, sc.S, track_peak)
-            for f in range(F):
-                q = f * HoWo + p
-                t_out[q] = to[f]
-                slope_out[q] = so[f]
-                vpk_out[q] = vo[f]
-                tpk_out[q] = po[f]
+                t_out[o] = t_max
+                slope_out[o] = 0.0
+                vpk_out[o] = VP[q] if track_peak else 0.0
+                tpk_out[o] = TP[q] if track_peak else t_max
 
 
 @njit
@@ -242,16 +308,19 @@ def _conv_update(WT, Wsign, d, t_in, err_out, g_out, ts_out, scale, neuron, coef
 
 @njit(parallel=True)
 def _conv_batch(T, WT, d, theta, neuron, t_out, slope_out, vpk_out, tpk_out):
-    """:func:`_conv_forward` for every row of ``T``, in parallel.
+    """:func:`_conv_forward` for every row of ``T``, in parallel (shares of 16 rows, one scratch each).
 
     Twin: :func:`stidi.reference.conv_forward_reference`. Chapter: book/06_conv.md, eq-conv-potential.
     """
-    n_rf = d[Col.C] * d[Col.K] * d[Col.K]
     n_in = d[Col.C] * d[Col.H] * d[Col.W]
-    for n in prange(T.shape[0]):
-        sc = _alloc_scratch(0, n_rf, d[Col.F], n_in)
-        _conv_forward(T[n], WT, d, theta, neuron, t_out[n], slope_out[n], vpk_out[n], tpk_out[n], sc,
-                      True)
+    n_pos = d[Col.HO] * d[Col.WO]
+    N = T.shape[0]
+    chunk = 16
+    for c in prange((N + chunk - 1) // chunk):
+        sc = _alloc_scratch(0, 1, d[Col.F], n_in, d[Col.F] * n_pos, n_pos)
+        for n in range(c * chunk, min(N, (c + 1) * chunk)):
+            _conv_forward(T[n], WT, d, theta, neuron, t_out[n], slope_out[n], vpk_out[n], tpk_out[n],
+                          sc, True)
 
 
 def conv_forward(t_in, filters, theta, tau1, tau2, t_max, padding=0):

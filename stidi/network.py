@@ -40,29 +40,32 @@ __all__ = ["train_epoch_sgd", "train_epoch_batch", "forward_network", "decide"]
 
 @njit
 def _scratch_sizes(desc):
-    """Largest receptive field (or dense fan-in), largest layer width and largest conv input map.
+    """Largest dense fan-in and layer width, and the largest conv input map, output and position count.
 
     Chapter: book/09_speed.md.
     """
     max_rf = 1
     max_out = 1
     max_in = 1
+    max_conv = 1
+    max_pos = 1
     for l in range(desc.shape[0]):
         kind = desc[l, Col.KIND]
         if kind == LayerKind.CONV:
-            max_rf = max(max_rf, desc[l, Col.C] * desc[l, Col.K] * desc[l, Col.K])
             max_in = max(max_in, desc[l, Col.C] * desc[l, Col.H] * desc[l, Col.W])
+            max_pos = max(max_pos, desc[l, Col.HO] * desc[l, Col.WO])
+            max_conv = max(max_conv, desc[l, Col.F] * desc[l, Col.HO] * desc[l, Col.WO])
         elif kind == LayerKind.DENSE:
             max_rf = max(max_rf, desc[l, Col.C])
         max_out = max(max_out, desc[l, Col.F])
-    return max_rf, max_out, max_in
+    return max_rf, max_out, max_in, max_conv, max_pos
 
 
 @njit
 def _new_scratch(desc, a_off):
     """Scratch buffers sized for the network ``desc``. Chapter: book/09_speed.md."""
-    max_rf, max_out, max_in = _scratch_sizes(desc)
-    return _alloc_scratch(a_off[a_off.shape[0] - 1], max_rf, max_out, max_in)
+    max_rf, max_out, max_in, max_conv, max_pos = _scratch_sizes(desc)
+    return _alloc_scratch(a_off[a_off.shape[0] - 1], max_rf, max_out, max_in, max_conv, max_pos)
 
 
 @njit

@@ -270,8 +270,7 @@ def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slop
     """The sweep of :func:`_sweep` over ``n_act`` inputs already sorted by time.
 
     ``act_t[:n_act]`` are the spike times in increasing order and ``act_i`` the
-    matching rows of ``WT``.  Convolutional layers build these lists straight
-    from the receptive field (:func:`stidi.conv._rf_active_sorted`).
+    matching rows of ``WT``.
     Twin: :func:`stidi.reference.layer_forward_reference`.
     Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
     """
