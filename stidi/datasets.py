@@ -33,7 +33,7 @@ import numpy as np
 __all__ = [
     "DATASETS", "DatasetInfo", "DatasetError", "DataNotFoundError",
     "read_idx", "write_idx", "load", "load_subset", "subset_filename", "class_names",
-    "train_val_split", "shift_images",
+    "train_val_split", "shift_images", "flip_images",
 ]
 
 
@@ -463,6 +463,18 @@ def train_val_split(labels, val_size, random_state=None) -> tuple[np.ndarray, np
     val_idx = np.sort(np.concatenate(val)).astype(np.int64)
     train_idx = np.setdiff1d(np.arange(n, dtype=np.int64), val_idx)
     return train_idx, val_idx
+
+
+def flip_images(T: np.ndarray, shape: tuple, mask: np.ndarray) -> np.ndarray:
+    """Mirror left to right the rows of ``T`` (flattened images of ``shape = (h, w)``) where ``mask``.
+
+    This is the ``flip`` augmentation of :class:`stidi.SpikingClassifier`; other rows
+    are returned unchanged (as a copy).
+    """
+    h, w = shape
+    out = T.reshape(T.shape[0], h, w).copy()
+    out[mask] = out[mask][:, :, ::-1]
+    return out.reshape(T.shape[0], h * w)
 
 
 def shift_images(T: np.ndarray, shape: tuple, dx: np.ndarray, dy: np.ndarray, fill: float) -> np.ndarray:

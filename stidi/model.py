@@ -29,7 +29,7 @@ from ._codes import (N_STATS, DtDv, HiddenError, Init, LayerKind, Neuron, Optimi
                      Schedule, Stat, make_rule)
 from .architecture import parse_architecture
 from .binary import forward_weights
-from .datasets import shift_images
+from .datasets import flip_images, shift_images
 from .init import (calibrate_scale, default_medians, init_weights,  # noqa: F401  (old import path)
                    reinit_dead)
 from .network import forward_network, train_epoch_batch, train_epoch_sgd
@@ -159,6 +159,11 @@ class SpikingClassifier(ScoringMixin):
         Every epoch, each training image is shifted by a random whole number of
         pixels in ``[-augment, augment]`` along both axes (vacated pixels: no
         spike).  Needs single-channel images (square ones for a flat input).
+    flip : bool, default False
+        Every epoch, each training image is mirrored left to right with
+        probability 1/2 (after the shift of ``augment``; same image requirements).
+        Our addition, for data whose classes do not depend on the side, such as
+        Fashion-MNIST's clothing (not for digits).
     norm_floor : float, default 0
         With ``normalise``, the output error is divided by ``max(|e|, norm_floor)``
         and hidden errors get the same overall gain, so samples whose targets are
@@ -259,7 +264,7 @@ class SpikingClassifier(ScoringMixin):
                  lr_schedule: str = "exponential", lr_steps: int = 1,
                  conv_reduce: str = "sum", epochs: int = 10,
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
-                 augment: int = 0, norm_floor: float = 0.0, silent_target: str = "correct",
+                 augment: int = 0, flip: bool = False, norm_floor: float = 0.0, silent_target: str = "correct",
                  silent_hidden: str = "none", alpha_lr: float = 0.0,
                  binary_backward: str = "real", init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
@@ -295,6 +300,7 @@ class SpikingClassifier(ScoringMixin):
         self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.augment = augment
+        self.flip = flip
         self.norm_floor = norm_floor
         self.silent_target = silent_target
         self.silent_hidden = silent_hidden
@@ -425,7 +431,7 @@ class SpikingClassifier(ScoringMixin):
                                  "use 'constant' or 'linear'")
         if init == Init.UNIFORM and self.binary:
             raise ValueError("binary weights need init='calibrated'")
-        for name in ("shuffle", "eval_before_reset"):
+        for name in ("shuffle", "eval_before_reset", "flip"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.input_window is not None:
@@ -512,19 +518,19 @@ class SpikingClassifier(ScoringMixin):
         return np.ascontiguousarray(T)
 
     def _augment_shape(self):
-        if int(self.augment) == 0:
+        if int(self.augment) == 0 and not self.flip:
             return None
         arch = self.arch_
         if not arch.flat_input:
             if arch.input_shape[0] != 1:
-                raise ValueError("augment needs single-channel images")
+                raise ValueError("augment and flip need single-channel images")
             return tuple(arch.input_shape[1:])
         shape = getattr(self, "_fit_shape", ())
         if len(shape) == 2:
             return tuple(shape)
         side = int(round(np.sqrt(arch.n_inputs)))
         if side * side != arch.n_inputs:
-            raise ValueError("augment needs square images or X of shape (n, height, width)")
+            raise ValueError("augment and flip need square images or X of shape (n, height, width)")
         return (side, side)
 
     # ------------------------------------------------------------------ weights
@@ -718,10 +724,12 @@ class SpikingClassifier(ScoringMixin):
             order = np.arange(T.shape[0], dtype=np.int64)
         lrs0 = cfg["lrs"] * (1.0 if cfg["absolute_lr"] else self.scales_)
         lrs = self._scheduled(lrs0, cfg, epoch)
-        if shape is not None:
+        if shape is not None and int(self.augment) > 0:
             k = int(self.augment)
             d = rng.integers(-k, k + 1, size=(2, T.shape[0]))
             T = shift_images(T, shape, d[0], d[1], float(self.t_max))
+        if shape is not None and self.flip:
+            T = flip_images(T, shape, rng.random(T.shape[0]) < 0.5)
         a_off, w_off = self.arch_.offsets()
         stats = np.zeros(N_STATS)
         fire = np.zeros(int(a_off[-1]))

@@ -223,3 +223,42 @@ def test_defaults_learn_the_shipped_subset_without_collapsing(seed):
     val = [h["val_accuracy"] for h in clf.history_]
     assert val[-1] > val[0] and val[-1] > 0.6, val
     assert all(max(val[:i + 1]) - v <= 0.10 for i, v in enumerate(val)), val
+
+
+# ------------------------------------------------------------------ augmentation
+
+
+def test_flip_mirrors_the_training_images_only(subset):
+    """Mirror-symmetric images are untouched by ``flip`` (same weights after an epoch);
+    ordinary digits are not, and a flipped run repeats itself with the same seed."""
+    X, y = subset[0][:150], subset[1][:150]
+    img = X.reshape(-1, 28, 28)
+    sym = np.concatenate([img[:, :, :14], img[:, :, :14][:, :, ::-1]], axis=2).reshape(len(X), -1)
+    kw = dict(arch="784-16-10", epochs=1, random_state=4, init_samples=50)
+    plain = SpikingClassifier(**kw).fit(sym, y)
+    flipped = SpikingClassifier(flip=True, **kw).fit(sym, y)
+    np.testing.assert_array_equal(plain.W_, flipped.W_)
+    a = SpikingClassifier(flip=True, **kw).fit(X, y)
+    b = SpikingClassifier(flip=True, **kw).fit(X, y)
+    np.testing.assert_array_equal(a.W_, b.W_)
+    assert not np.array_equal(a.W_, SpikingClassifier(**kw).fit(X, y).W_)
+
+
+def test_flip_images_matches_a_direct_mirror():
+    rng = np.random.default_rng(8)
+    img = rng.random((5, 3, 4))
+    mask = np.array([True, False, True, True, False])
+    got = datasets.flip_images(img.reshape(5, -1), (3, 4), mask).reshape(5, 3, 4)
+    for n in range(5):
+        want = img[n][:, [3, 2, 1, 0]] if mask[n] else img[n]
+        np.testing.assert_array_equal(got[n], want)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(arch="72-4-2", flip="yes"), "flip must be True or False"),
+    (dict(arch="6x6x2-2C3-2", flip=True), "augment and flip need single-channel images"),
+])
+def test_flip_bad_settings_are_one_clear_error(kw, message):
+    X = np.random.default_rng(0).random((20, 72))
+    with pytest.raises(ValueError, match=message):
+        SpikingClassifier(**{"epochs": 1, "init_samples": 10, **kw}).fit(X, np.arange(20) % 2)
