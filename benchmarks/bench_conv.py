@@ -14,10 +14,12 @@ Prints, for the chosen architecture (default: the command line's conv default,
 
 Usage::
 
-    python benchmarks/bench_conv.py [--arch 28x28-16C5-P2-10] [--n 1000] [--binary]
+    python benchmarks/bench_conv.py [--arch 28x28-16C5-P2-10] [--n 1000] [--binary] [--out FILE]
 
 The last line is the summary: the projected time of one 60,000-image epoch with
-the trainer's default (per-sample SGD) and the grid/exact speed ratio.
+the trainer's default (per-sample SGD) and the grid/exact speed ratio.  ``--out``
+writes every measured time and ratio, the load average before and after, and the
+machine, as JSON (temporary file, then rename).
 
 Images come from the shipped MNIST subset.  The network is calibrated as by
 ``ConvSpikingClassifier.fit`` and trained for one warm-up pass first, so
@@ -42,7 +44,7 @@ from stidi.model import SpikingClassifier
 CONV_DEFAULT_ARCH = "28x28-16C5-P2-10"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of  # noqa: E402
+from _common import best_of, load_average, machine_info, now_iso, write_json_atomic  # noqa: E402
 
 
 def connections(arch) -> int:
@@ -67,7 +69,9 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--dense-arch", default="784-400-10",
                     help="dense network whose per-connection training cost is the baseline ('' to skip)")
+    ap.add_argument("--out", default=None, help="write the measurements as JSON to this file")
     args = ap.parse_args(argv)
+    load_before = load_average()
 
     X, y = datasets.load_subset("mnist", "train")
     n = min(args.n, X.shape[0])
@@ -109,10 +113,12 @@ def main(argv=None):
     def fwd():
         net.forward_network(T, Wf, desc, w_off, a_off, clf.thetas_, cfg["neuron"], *bufs)
 
+    t_fwd = {}
     for nt in sorted({1, threads}):
         numba.set_num_threads(nt)
         fwd()
-        print(f"network forward, {nt} thread(s): {best_of(fwd, 3) / n * 1e3:8.3f} ms/image")
+        t_fwd[nt] = best_of(fwd, 3) / n
+        print(f"network forward, {nt} thread(s): {t_fwd[nt] * 1e3:8.3f} ms/image")
 
     # --- training steps (weights are restored after each timing)
     lrs = cfg["lrs"] * clf.scales_
@@ -148,7 +154,7 @@ def main(argv=None):
     print(f"training step, mini-batch {args.batch_size}, {threads} threads:  {t_b * 1e3:8.3f} ms/image  -> "
           f"{t_b * 60000 / 60:5.1f} min per 60k-image epoch")
     # --- per-synapse cost against a dense network trained on the same images, same process
-    per_syn = None
+    per_syn = t_conv = t_dense = s_conv = s_dense = None
     if args.dense_arch:
         dense = SpikingClassifier(args.dense_arch, epochs=1, random_state=0)
         dense.fit(X[:1000], y[:1000])
@@ -184,6 +190,25 @@ def main(argv=None):
           f"~{t_sgd * 60000 / 60:.1f} min (per-sample SGD, 1 thread); clock-driven grid / exact "
           f"= {t_grid / t_exact:.1f}x on the first conv layer"
           + (f"; per-connection training cost {per_syn:.2f}x that of {args.dense_arch}" if per_syn else ""))
+    if args.out:
+        ms = 1e3
+        report = {
+            "benchmark": "bench_conv", "date": now_iso(), "environment": machine_info(),
+            "load_average_before": load_before, "load_average_after": load_average(),
+            "arch": args.arch, "binary": bool(args.binary), "images": int(n),
+            "first_conv_layer": {"exact_ms_per_image": t_exact * ms, "grid_ms_per_image": t_grid * ms,
+                                 "grid_over_exact": t_grid / t_exact},
+            "forward_ms_per_image": {str(k): v * ms for k, v in t_fwd.items()},
+            "train_sgd_ms_per_image": t_sgd * ms, "train_sgd_minutes_per_60k": t_sgd * 1000,
+            f"train_batch{args.batch_size}_ms_per_image": t_b * ms,
+            "per_connection": None if per_syn is None else {
+                "dense_arch": args.dense_arch, "conv_cpu_ms_per_image": t_conv * ms,
+                "dense_cpu_ms_per_image": t_dense * ms, "conv_connections": s_conv,
+                "dense_connections": s_dense, "conv_over_dense": per_syn},
+            "command": "python benchmarks/bench_conv.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        }
+        write_json_atomic(args.out, report)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
