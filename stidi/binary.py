@@ -13,6 +13,9 @@ averaged over the samples of a step (one sample online).  The gain :math:`g`
 is taken in units of the forward weights.  A layer whose learning rate is 0
 is frozen, its :math:`\alpha_l` included.  Hidden errors use the real
 :math:`w` (``binary_backward="real"``) or :math:`\alpha\,\mathrm{sign}(w)` (``"sign"``).
+
+In a partly binary network, :math:`\alpha_l = 0` marks a layer with real
+weights: its forward weights are :math:`w` itself and it has no scale to learn.
 """
 
 from __future__ import annotations
@@ -27,8 +30,15 @@ __all__ = ["forward_weights"]
 
 @njit
 def _refresh_binary(W, Wf, w_off, alpha, l):
-    """``Wf_l = alpha_l sign(W_l)`` with ``sign(0) = 0``. Chapter: book/07_binary.md, eq-bin-forward."""
+    """``Wf_l = alpha_l sign(W_l)`` with ``sign(0) = 0`` (``Wf_l = W_l`` when ``alpha_l`` is 0, a real layer).
+
+    Chapter: book/07_binary.md, eq-bin-forward.
+    """
     a = alpha[l]
+    if a == 0.0:
+        for q in range(w_off[l], w_off[l + 1]):
+            Wf[q] = W[q]
+        return
     for q in range(w_off[l], w_off[l + 1]):
         w = W[q]
         Wf[q] = a if w > 0.0 else (-a if w < 0.0 else 0.0)
@@ -39,8 +49,11 @@ def _alpha_step(alpha, l, alpha_lr, direction):
     """``alpha_l -= alpha_lr * direction / alpha_l`` (floored), where ``direction`` is the mean over
     the step's samples of :math:`\\sum_j e_j g_j \\alpha_l \\sum_i \\mathrm{sign}(w_{ji})\\varepsilon`.
 
+    A layer with real weights (``alpha_l`` = 0) is left alone.
     Twin: :func:`stidi.reference.train_step_reference`. Chapter: book/07_binary.md, eq-bin-update.
     """
+    if alpha[l] == 0.0:
+        return
     alpha[l] = max(alpha[l] - alpha_lr * direction / alpha[l], ALPHA_FLOOR)
 
 

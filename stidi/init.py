@@ -97,21 +97,25 @@ def layer_range(init_range, l: int):
     return (float(r[0]), float(r[1])) if r.ndim == 1 else (float(r[l][0]), float(r[l][1]))
 
 
-def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary: bool, neuron: Neuron,
+def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuron: Neuron,
                  rng: np.random.Generator, uniform: bool = False):
-    """Initial weights; returns ``(W, scales, alpha)`` (``alpha`` empty unless binary).
+    """Initial weights; returns ``(W, scales, alpha)`` (``alpha`` empty unless a layer is binary).
 
-    ``medians[l]`` and ``thetas[l]`` are indexed by layer (pooling entries unused).
+    ``medians[l]``, ``thetas[l]`` and ``binary[l]`` (or one ``binary`` for all) are
+    indexed by layer (pooling entries unused).  ``alpha[l]`` is 0 for a layer with
+    real weights in a partly binary network (:mod:`stidi.binary`).
     Calibrated (default) or, with ``uniform``, drawn from ``init_range`` as they are
     (scales 1; binary networks need the calibration).
     """
-    if uniform and binary:
-        raise ValueError("binary weights need the calibrated initialisation (init='calibrated')")
     desc = arch.descriptor()
-    W = np.zeros(int(arch.offsets()[1][-1]))
     L = len(desc)
+    binary = np.broadcast_to(np.asarray(binary, dtype=bool), (L,))
+    is_weight = desc[:, Col.KIND] != LayerKind.POOL
+    if uniform and binary[is_weight].any():
+        raise ValueError("binary weights need the calibrated initialisation (init='calibrated')")
+    W = np.zeros(int(arch.offsets()[1][-1]))
     scales = np.ones(L)
-    alpha = np.ones(L) if binary else np.empty(0)
+    alpha = np.where(binary | ~is_weight, 1.0, 0.0) if binary[is_weight].any() else np.empty(0)
     t_prev = np.ascontiguousarray(T)
     for l in range(L):
         WT_f = None
@@ -132,7 +136,7 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary: bool,
             scales[l] = calibrated(raw)
             WT[...] = scales[l] * raw
             WT_f = WT
-            if binary:
+            if binary[l]:
                 alpha[l] = calibrated(np.sign(raw))
                 WT_f = alpha[l] * np.sign(raw)
         t_prev = np.ascontiguousarray(layer_times(desc[l], t_prev, WT_f, thetas[l], neuron))

@@ -81,6 +81,11 @@ def _threads(n_jobs):
         numba.set_num_threads(old)
 
 
+def _whole(x: float):
+    """``x`` as an int when it is a whole number (bits per synapse of uniform networks)."""
+    return int(x) if float(x).is_integer() else x
+
+
 class SpikingClassifier(ScoringMixin):
     r"""Single-spike SNN trained with STiDi-BP: dense, convolutional, real or binary weights.
 
@@ -90,9 +95,10 @@ class SpikingClassifier(ScoringMixin):
         Architecture string (:mod:`stidi.architecture`): e.g. ``"784-800-400-10"``,
         ``"28x28-16C5-P2-10"``, ``"28x28-32C5-P2-64C5-P2-10"``; ``*`` as the first
         (last) token takes the input size (number of classes) from the data.
-    binary : bool, default False
+    binary : bool or sequence of bool, default False
         Forward pass with :math:`\alpha_l\,\mathrm{sign}(w)`, learning on real :math:`w`
-        (:mod:`stidi.binary`).
+        (:mod:`stidi.binary`): every weight layer (True), or one flag per weight
+        layer, e.g. ``[False, True]`` for a real convolution and a binary output layer.
     hidden : sequence of int or None
         Deprecated: ``hidden=(400,)`` means ``arch="*-400-*"``, with the learning-rate
         meaning of the former fully connected classifier kept for old code: with SGD,
@@ -429,7 +435,8 @@ class SpikingClassifier(ScoringMixin):
             if DtDv.parse("dtdv", self.dtdv) == DtDv.SLOPE:
                 raise ValueError("dtdv='slope' is undefined for psp='step' (the potential jumps); "
                                  "use 'constant' or 'linear'")
-        if init == Init.UNIFORM and self.binary:
+        binary = self._binary_layers(arch)
+        if init == Init.UNIFORM and any(binary):
             raise ValueError("binary weights need init='calibrated'")
         for name in ("shuffle", "eval_before_reset", "flip"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -461,7 +468,10 @@ class SpikingClassifier(ScoringMixin):
                          binary_backward=self.binary_backward, alpha_lr=self.alpha_lr,
                          decay_every=self.decay_every)
         optimizer = int(Optimizer.parse("optimizer", self.optimizer))
+        binary_full = np.zeros(L, dtype=bool)
+        binary_full[wl] = binary
         return dict(thetas=full[0].copy(), lrs=full[1].copy(), medians=full[2].copy(), rule=rule,
+                    binary=binary_full,
                     neuron=self._neuron(), optimizer=optimizer, init_ranges=ranges,
                     uniform=init == Init.UNIFORM,
                     absolute_lr=legacy and optimizer == Optimizer.SGD,
@@ -545,6 +555,18 @@ class SpikingClassifier(ScoringMixin):
         """Weights of the forward pass (``alpha_l * sign(w)`` when binary)."""
         self._check_fitted()
         return self.arch_.unpack(self._forward_weights())
+
+    def _binary_layers(self, arch) -> list:
+        """``binary`` as one flag per weight layer of ``arch`` (checked)."""
+        n = len(arch.weight_layers)
+        b = self.binary
+        if isinstance(b, (bool, np.bool_)):
+            return [bool(b)] * n
+        if isinstance(b, (list, tuple, np.ndarray)) and len(b) == n \
+                and all(isinstance(v, (bool, np.bool_)) for v in b):
+            return [bool(v) for v in b]
+        raise ValueError(f"binary must be True, False or one True/False per weight layer "
+                         f"({n} for {arch.text!r}), got {b!r}")
 
     def _forward_weights(self, W=None) -> np.ndarray:
         W = self.W_ if W is None else W
@@ -691,7 +713,7 @@ class SpikingClassifier(ScoringMixin):
             else:
                 self.W_, self.scales_, self.alpha_ = init_weights(
                     arch, T[: int(self.init_samples)], cfg["medians"], cfg["thetas"], cfg["init_ranges"],
-                    bool(self.binary), cfg["neuron"], rng, uniform=cfg["uniform"])
+                    cfg["binary"], cfg["neuron"], rng, uniform=cfg["uniform"])
                 self.history_ = []
                 self.m1_ = np.zeros_like(self.W_)
                 self.m2_ = np.zeros_like(self.W_)
@@ -765,7 +787,7 @@ class SpikingClassifier(ScoringMixin):
             "train_seconds": seconds,
             "seconds_per_image": seconds / T.shape[0],
         }
-        if self.binary:
+        if self.alpha_.size:
             rec["alpha"] = [float(v) for v in self.alpha_]
         if self.eval_before_reset:
             rec["_fire"] = fire
@@ -835,7 +857,8 @@ class SpikingClassifier(ScoringMixin):
         """Memory and synaptic operations per inference.
 
         * ``bits_per_synapse``: 64 (float64 as stored; 32 if cast to float32) for real
-          weights, 1 for binary ones (plus one 64-bit ``alpha`` per layer).
+          weights, 1 for binary ones (plus one 64-bit ``alpha`` per binary layer); with
+          binary and real layers mixed, the mean over all synapses (per layer in ``layers``).
         * ``synops``: PSP contributions integrated per image, averaged over ``X``: for
           each input spike before ``t_max``, one per neuron it projects to (conv: the
           filters at every valid output position whose receptive field contains it).
@@ -845,15 +868,18 @@ class SpikingClassifier(ScoringMixin):
         self._check_fitted()
         maps = self.spike_times(X)
         n = maps[0].shape[0]
-        layers, total_ops, total_bytes = [], 0.0, 0.0
-        bits = 1 if self.binary else 64
+        layers, total_ops, total_bytes, total_bits, total_syn = [], 0.0, 0.0, 0.0, 0
+        flags = iter(self._binary_layers(self.arch_))
+        ops_binary = ops_real = 0.0
         for l, (lay, shape) in enumerate(zip(self.arch_.layers, self.arch_.weight_shapes())):
             kind = lay.kind.name.lower()
             if shape is None:
                 layers.append(dict(layer=lay.token, kind=kind, synapses=0, bytes=0.0, synops=0.0))
                 continue
             n_syn = int(np.prod(shape))
-            nbytes = n_syn * bits / 8 + (8 if self.binary else 0)
+            binary = next(flags)
+            bits = 1 if binary else 64
+            nbytes = n_syn * bits / 8 + (8 if binary else 0)
             F = lay.out_shape[0]
             if lay.kind == LayerKind.DENSE:
                 ops = float((maps[l].reshape(n, -1) < self.t_max).sum(axis=1).mean()) * F
@@ -865,14 +891,24 @@ class SpikingClassifier(ScoringMixin):
                 ops = float(win.sum(axis=(1, 4, 5)).sum(axis=(1, 2)).mean()) * F
             total_ops += ops
             total_bytes += nbytes
+            total_bits += n_syn * bits
+            total_syn += n_syn
+            if binary:
+                ops_binary += ops
+            else:
+                ops_real += ops
             layers.append(dict(layer=lay.token, kind=kind, synapses=n_syn, bits_per_synapse=bits,
                                bytes=nbytes, synops=ops))
+        bits = total_bits / total_syn
+        real_bytes = sum(d["bytes"] for d in layers if d.get("bits_per_synapse") == 64)
         return {
-            "binary": bool(self.binary), "bits_per_synapse": bits,
-            "bits_per_synapse_float32": 1 if self.binary else 32,
+            "binary": self.binary if isinstance(self.binary, (bool, np.bool_)) else list(self.binary),
+            "bits_per_synapse": _whole(bits),
+            "bits_per_synapse_float32": _whole((total_bits - 32 * (total_bits - total_syn) / 63) / total_syn),
             "weight_bytes": total_bytes,
-            "weight_bytes_float32": total_bytes if self.binary else total_bytes / 2,
-            "synops_per_image": total_ops, "op_kind": "add" if self.binary else "mac",
+            "weight_bytes_float32": total_bytes - real_bytes / 2,
+            "synops_per_image": total_ops,
+            "op_kind": "add" if ops_real == 0 else ("mac" if ops_binary == 0 else "mixed"),
             "layers": layers,
         }
 

@@ -15,7 +15,8 @@ vectors, layer ``l`` (``l = 0`` is the input) at ``a_off[l]:a_off[l+1]``.
 
 ``Wf`` holds the forward weights: the same array as ``W`` for real-valued
 networks; for binary ones (``alpha`` has one entry per layer)
-``alpha_l * sign(W)``, refreshed after every update.  Errors use the weights
+``alpha_l * sign(W)`` (``W`` itself in layers with ``alpha_l = 0``, real layers of a
+partly binary network), refreshed after every update.  Errors use the weights
 *before* the sample's update.  Online training (:func:`train_epoch_sgd`) is
 serial and deterministic; mini-batches (:func:`train_epoch_batch`) split each
 batch into ``n_chunks`` fixed, contiguous shares computed in parallel, so the
@@ -206,9 +207,12 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
         if not _backward_sample(y[n], Wb, desc, w_off, a_off, thetas, neuron, rule, sc):
             if rule.decay_every_sample and rule.weight_decay > 0.0:
                 # S4NN decays after every sample, with or without an error (positive scaling
-                # leaves alpha * sign(W) unchanged, so binary forward weights need no refresh)
+                # leaves alpha * sign(W) unchanged; only real layers of a binary network
+                # need their forward weights refreshed)
                 for l in range(L):
                     _decay_layer(W, w_off, l, 1.0 - lrs[l] * rule.weight_decay)
+                    if binary and alpha[l] == 0.0:
+                        _refresh_binary(W, Wf, w_off, alpha, l)
             continue
         for l in range(L - 1, -1, -1):
             if desc[l, Col.KIND] == LayerKind.POOL:

@@ -295,7 +295,7 @@ def _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, *, al
     r"""Per-layer update directions :math:`D_l = \sum e\,g\,\varepsilon` of one sample (``None`` for
     pooling) and the binary-scale directions; the step is :math:`W_l - \eta_l D_l`."""
     L = len(arch.layers)
-    fwd = [None if w is None else (w if alpha is None else alpha[l] * np.sign(w))
+    fwd = [None if w is None else (w if alpha is None or alpha[l] == 0 else alpha[l] * np.sign(w))
            for l, w in enumerate(weights)]
     back = fwd if (alpha is not None and binary_backward == "sign") else weights
     f = network_forward_reference(x, arch, fwd, thetas, tau1, tau2, t_max)
@@ -414,13 +414,15 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     The steps:
 
     1. forward: spike times of every layer (silent = ``t_max``), with the forward
-       weights :math:`\alpha_l \mathrm{sign}(w)` when ``alpha`` (one value per layer) is given;
+       weights :math:`\alpha_l \mathrm{sign}(w)` when ``alpha`` (one value per layer) is given
+       (:math:`w` itself where :math:`\alpha_l = 0`, a real layer of a partly binary network);
     2. output targets :math:`T` and errors :math:`e = (T - t)/t_{\max}`;
     3. from the top down, the errors of the layer below with the weights before the
        update (dense or transposed conv form; pooling routes to the winners);
     4. every weight layer: :math:`w \leftarrow (w - \eta_l\, e\, g\, \varepsilon(t^* - t_{in}))
        (1 - \eta_l \lambda)`; with ``alpha``, :math:`\alpha_l \leftarrow \max(\alpha_l -
-       \eta_\alpha D^\alpha_l / \alpha_l, 10^{-12})` for layers with :math:`\eta_l > 0`.
+       \eta_\alpha D^\alpha_l / \alpha_l, 10^{-12})` for layers with :math:`\eta_l > 0` and
+       :math:`\alpha_l > 0`.
        A sample with no error at all changes nothing (no decay either).
 
     ``rule`` takes the options of :class:`stidi.SpikingClassifier` that shape the rule
@@ -438,7 +440,7 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
         return new
     a = np.array(alpha, dtype=np.float64)
     for l, lr in enumerate(lrs):
-        if weights[l] is not None and alpha_lr > 0 and lr > 0:
+        if weights[l] is not None and alpha_lr > 0 and lr > 0 and a[l] != 0:
             a[l] = max(a[l] - alpha_lr * dalpha[l] / a[l], 1e-12)
     return new, a
 

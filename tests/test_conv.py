@@ -2,6 +2,9 @@
 
 import zlib
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -314,6 +317,29 @@ def test_binary_forward_equals_real_forward_with_signed_weights(subset):
     assert cost_r["weight_bytes"] == n_syn * 8
     assert cost_b["weight_bytes"] == pytest.approx(n_syn / 8 + 16)
     assert cost_b["synops_per_image"] > 0
+
+@pytest.mark.jit
+
+def test_binary_per_layer_keeps_real_layers_real(subset):
+    X, y, _, _ = subset
+    kw = dict(epochs=1, init_samples=50, random_state=0)
+    m = SpikingClassifier(SMALL, binary=[False, True], **kw).fit(X[:100], y[:100])
+    w, f = [c for c in m.coefs_ if c is not None], [c for c in m.forward_coefs_ if c is not None]
+    np.testing.assert_array_equal(f[0], w[0])
+    assert m.alpha_[0] == 0.0 and m.alpha_[-1] > 0.0
+    np.testing.assert_array_equal(f[1], m.alpha_[-1] * np.sign(w[1]))
+    cost = m.cost_report(X[:20])
+    assert [d.get("bits_per_synapse") for d in cost["layers"]] == [64, None, 1]
+    assert cost["op_kind"] == "mixed" and 1 < cost["bits_per_synapse"] < 64
+    assert cost["weight_bytes"] == pytest.approx(100 * 8 + 1440 / 8 + 8)
+    # a partly binary model survives a save and a load
+    path = Path(tempfile.mkdtemp()) / "m.npz"
+    m.save(path)
+    back = SpikingClassifier.load(path)
+    np.testing.assert_array_equal(back.predict(X[100:130]), m.predict(X[100:130]))
+    for bad in ([True], [True, 1], "yes"):
+        with pytest.raises(ValueError, match="binary must be True, False or one True/False per weight layer"):
+            SpikingClassifier(SMALL, binary=bad, **kw).fit(X[:60], y[:60])
 
 @pytest.mark.jit
 

@@ -77,14 +77,17 @@ def close(got, want):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("backward", ["real", "sign"])
-def test_binary_step_with_alpha_matches_twin(arch, backward):
-    a, rng, L, thetas, lrs = setup(arch, backward)
+@pytest.mark.parametrize("backward, partly", [("real", False), ("sign", False), ("sign", True)])
+def test_binary_step_with_alpha_matches_twin(arch, backward, partly):
+    """``partly``: the first weight layer keeps real weights (alpha 0) and must not move its alpha."""
+    a, rng, L, thetas, lrs = setup(arch, backward + str(partly))
     moved, compared = 0.0, 0
     for _ in range(24):
         x, label = maps(rng, a.n_inputs), int(rng.integers(a.n_outputs))
         ws = network(rng, a, 0.3)
         alpha = rng.uniform(*((0.15, 0.3) if a.has_conv else (0.3, 0.8)), L)  # few ties in the conv maps
+        if partly:
+            alpha[0] = 0.0
         if ambiguous(x, a, [None if w is None else alpha[l] * np.sign(w) for l, w in enumerate(ws)], thetas):
             continue
         compared += 1
@@ -95,6 +98,7 @@ def test_binary_step_with_alpha_matches_twin(arch, backward):
                                                   weight_decay=1e-3)
         close(got, want)
         np.testing.assert_allclose(galpha, walpha, rtol=0, atol=1e-12)
+        assert not partly or galpha[0] == 0.0
         moved += np.abs(walpha - alpha).max()
     assert compared >= 3 and moved > 0, "too few samples compared, or alpha never moved"
 
