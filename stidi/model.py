@@ -868,18 +868,21 @@ class SpikingClassifier(ScoringMixin):
         self._check_fitted()
         maps = self.spike_times(X)
         n = maps[0].shape[0]
-        layers, total_ops, total_bytes, total_bits, total_syn = [], 0.0, 0.0, 0.0, 0
-        flags = iter(self._binary_layers(self.arch_))
-        ops_binary = ops_real = 0.0
+        layers = []
+        # what the fitted model holds: alpha_l > 0 marks a binary layer (stidi.binary)
+        is_binary = [self.alpha_.size > 0 and self.alpha_[l] > 0 for l in range(len(self.arch_.layers))]
+        flags = [is_binary[l] for l, shape in enumerate(self.arch_.weight_shapes()) if shape is not None]
+        ops_all = nbytes_all = nbytes32_all = bits_all = bits32_all = 0.0
+        n_syn_all = 0
         for l, (lay, shape) in enumerate(zip(self.arch_.layers, self.arch_.weight_shapes())):
             kind = lay.kind.name.lower()
             if shape is None:
                 layers.append(dict(layer=lay.token, kind=kind, synapses=0, bytes=0.0, synops=0.0))
                 continue
             n_syn = int(np.prod(shape))
-            binary = next(flags)
-            bits = 1 if binary else 64
-            nbytes = n_syn * bits / 8 + (8 if binary else 0)
+            bits, bits32 = (1, 1) if is_binary[l] else (64, 32)
+            alpha_bytes = 8 if is_binary[l] else 0
+            nbytes = n_syn * bits / 8 + alpha_bytes
             F = lay.out_shape[0]
             if lay.kind == LayerKind.DENSE:
                 ops = float((maps[l].reshape(n, -1) < self.t_max).sum(axis=1).mean()) * F
@@ -889,26 +892,22 @@ class SpikingClassifier(ScoringMixin):
                 act = np.pad(act, ((0, 0), (0, 0), (p, p), (p, p))).astype(np.float64)
                 win = np.lib.stride_tricks.sliding_window_view(act, (k, k), axis=(2, 3))
                 ops = float(win.sum(axis=(1, 4, 5)).sum(axis=(1, 2)).mean()) * F
-            total_ops += ops
-            total_bytes += nbytes
-            total_bits += n_syn * bits
-            total_syn += n_syn
-            if binary:
-                ops_binary += ops
-            else:
-                ops_real += ops
+            ops_all += ops
+            nbytes_all += nbytes
+            nbytes32_all += n_syn * bits32 / 8 + alpha_bytes
+            bits_all += n_syn * bits
+            bits32_all += n_syn * bits32
+            n_syn_all += n_syn
             layers.append(dict(layer=lay.token, kind=kind, synapses=n_syn, bits_per_synapse=bits,
                                bytes=nbytes, synops=ops))
-        bits = total_bits / total_syn
-        real_bytes = sum(d["bytes"] for d in layers if d.get("bits_per_synapse") == 64)
         return {
             "binary": self.binary if isinstance(self.binary, (bool, np.bool_)) else list(self.binary),
-            "bits_per_synapse": _whole(bits),
-            "bits_per_synapse_float32": _whole((total_bits - 32 * (total_bits - total_syn) / 63) / total_syn),
-            "weight_bytes": total_bytes,
-            "weight_bytes_float32": total_bytes - real_bytes / 2,
-            "synops_per_image": total_ops,
-            "op_kind": "add" if ops_real == 0 else ("mac" if ops_binary == 0 else "mixed"),
+            "bits_per_synapse": _whole(bits_all / n_syn_all),
+            "bits_per_synapse_float32": _whole(bits32_all / n_syn_all),
+            "weight_bytes": nbytes_all,
+            "weight_bytes_float32": nbytes32_all,
+            "synops_per_image": ops_all,
+            "op_kind": "add" if all(flags) else ("mixed" if any(flags) else "mac"),
             "layers": layers,
         }
 

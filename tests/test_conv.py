@@ -332,6 +332,10 @@ def test_binary_per_layer_keeps_real_layers_real(subset):
     assert [d.get("bits_per_synapse") for d in cost["layers"]] == [64, None, 1]
     assert cost["op_kind"] == "mixed" and 1 < cost["bits_per_synapse"] < 64
     assert cost["weight_bytes"] == pytest.approx(100 * 8 + 1440 / 8 + 8)
+    # the report describes the fitted weights, not a setting changed after the fit
+    m.set_params(binary=True)
+    assert [d.get("bits_per_synapse") for d in m.cost_report(X[:20])["layers"]] == [64, None, 1]
+    m.set_params(binary=[False, True])
     # a partly binary model survives a save and a load
     path = Path(tempfile.mkdtemp()) / "m.npz"
     m.save(path)
