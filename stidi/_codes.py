@@ -96,12 +96,13 @@ class Rule(NamedTuple):
     sign_backward: bool   # BinaryBackward.SIGN
     alpha_lr: float
     decay_every_sample: bool = False   # DecayEvery.SAMPLE: decay also after samples without error
+    binary_clip: float = 0.0           # binary layers: real weights kept in [-c alpha_l, c alpha_l] (0: off)
 
 
 def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn", normalise=True,
               beta=1.0, slope_floor=1e-3, norm_floor=0.0, silent_target="correct",
               silent_hidden="none", conv_reduce="sum", weight_decay=0.0, binary_backward="real",
-              alpha_lr=0.0, decay_every="update") -> Rule:
+              alpha_lr=0.0, decay_every="update", binary_clip=0.0) -> Rule:
     """A :class:`Rule` from option names (each checked, with a clear message)."""
     return Rule(float(gamma), int(Target.parse("target", target)), int(DtDv.parse("dtdv", dtdv)),
                 int(HiddenError.parse("hidden_error", hidden_error)), bool(normalise), float(beta),
@@ -110,4 +111,5 @@ def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn
                 SilentHidden.parse("silent_hidden", silent_hidden) == SilentHidden.PULL,
                 ConvReduce.parse("conv_reduce", conv_reduce) == ConvReduce.MEAN, float(weight_decay),
                 BinaryBackward.parse("binary_backward", binary_backward) == BinaryBackward.SIGN,
-                float(alpha_lr), DecayEvery.parse("decay_every", decay_every) == DecayEvery.SAMPLE)
+                float(alpha_lr), DecayEvery.parse("decay_every", decay_every) == DecayEvery.SAMPLE,
+                float(binary_clip))

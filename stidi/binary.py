@@ -14,6 +14,11 @@ is taken in units of the forward weights.  A layer whose learning rate is 0
 is frozen, its :math:`\alpha_l` included.  Hidden errors use the real
 :math:`w` (``binary_backward="real"``) or :math:`\alpha\,\mathrm{sign}(w)` (``"sign"``).
 
+With ``binary_clip = c > 0`` (our option, after BinaryConnect's clipping of the real
+weights to the binary values' range [Courbariaux et al. 2015]) every update of a binary
+layer is followed by :math:`w \leftarrow \mathrm{clip}(w, -c\,\alpha_l, c\,\alpha_l)`, so a
+real weight never strays so far from 0 that its sign can no longer change.
+
 In a partly binary network, :math:`\alpha_l = 0` marks a layer with real
 weights: its forward weights are :math:`w` itself and it has no scale to learn.
 """
@@ -55,6 +60,24 @@ def _alpha_step(alpha, l, alpha_lr, direction):
     if alpha[l] == 0.0:
         return
     alpha[l] = max(alpha[l] - alpha_lr * direction / alpha[l], ALPHA_FLOOR)
+
+
+@njit
+def _clip_binary(W, w_off, alpha, l, c):
+    """Clip the real weights of binary layer ``l`` to ``[-c alpha_l, c alpha_l]`` (nothing when
+    ``c`` is 0 or the layer is real).
+
+    Twin: :func:`stidi.reference.network_step_reference`. Chapter: book/07_binary.md, eq-bin-clip.
+    """
+    a = alpha[l]
+    if c <= 0.0 or a == 0.0:
+        return
+    b = c * a
+    for q in range(w_off[l], w_off[l + 1]):
+        if W[q] > b:
+            W[q] = b
+        elif W[q] < -b:
+            W[q] = -b
 
 
 def forward_weights(W: np.ndarray, w_off: np.ndarray, alpha: np.ndarray) -> np.ndarray:

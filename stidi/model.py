@@ -186,6 +186,10 @@ class SpikingClassifier(ScoringMixin):
         Learning rate of the binary scales :math:`\alpha_l` (0: calibrated once, fixed).
     binary_backward : {"real", "sign"}, default "real"
         Weights that send errors down in binary networks.
+    binary_clip : float, default 0
+        Binary layers only: after every update their real weights are clipped to
+        :math:`[-c\,\alpha_l, c\,\alpha_l]` with ``c = binary_clip`` (0: no clipping,
+        as in BS4NN), so signs keep changing late in training (:mod:`stidi.binary`).
     init : {"calibrated", "uniform"}, default "calibrated"
         ``"calibrated"``: weights start as ``U(low, high) * s_l`` with ``s_l`` calibrated
         on data (``init_median``).  ``"uniform"`` (S4NN's scheme): ``U(low, high)`` in
@@ -272,7 +276,8 @@ class SpikingClassifier(ScoringMixin):
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
                  augment: int = 0, flip: bool = False, norm_floor: float = 0.0, silent_target: str = "correct",
                  silent_hidden: str = "none", alpha_lr: float = 0.0,
-                 binary_backward: str = "real", init_range: tuple[float, float] = (-0.5, 1.0),
+                 binary_backward: str = "real", binary_clip: float = 0.0,
+                 init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
@@ -312,6 +317,7 @@ class SpikingClassifier(ScoringMixin):
         self.silent_hidden = silent_hidden
         self.alpha_lr = alpha_lr
         self.binary_backward = binary_backward
+        self.binary_clip = binary_clip
         self.init_range = init_range
         self.init_median = init_median
         self.init_samples = init_samples
@@ -447,7 +453,8 @@ class SpikingClassifier(ScoringMixin):
                     or not 0 < iw <= t_max:
                 raise ValueError(f"input_window must be None or a number in (0, t_max], got {iw!r}")
         self._check_numbers((("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
-                             ("weight_decay", 0.0), ("beta", 0.0), ("slope_floor", 0.0),
+                             ("binary_clip", 0.0), ("weight_decay", 0.0), ("beta", 0.0),
+                             ("slope_floor", 0.0),
                              ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0)))
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1),
                               ("lr_steps", 1)):
@@ -466,7 +473,7 @@ class SpikingClassifier(ScoringMixin):
                          silent_target=self.silent_target, silent_hidden=self.silent_hidden,
                          conv_reduce=self.conv_reduce, weight_decay=self.weight_decay,
                          binary_backward=self.binary_backward, alpha_lr=self.alpha_lr,
-                         decay_every=self.decay_every)
+                         decay_every=self.decay_every, binary_clip=self.binary_clip)
         optimizer = int(Optimizer.parse("optimizer", self.optimizer))
         binary_full = np.zeros(L, dtype=bool)
         binary_full[wl] = binary

@@ -30,7 +30,7 @@ import numpy as np
 from ._codes import ADAM_BETAS, Col, LayerKind, Optimizer
 from ._jit import njit, prange
 from ._scratch import _alloc_scratch
-from .binary import _alpha_step, _refresh_binary
+from .binary import _alpha_step, _clip_binary, _refresh_binary
 from .conv import _conv_errors_below, _conv_forward, _conv_update
 from .dense import _dense_errors_below, _dense_forward, _dense_update
 from .pool import _pool_errors_below, _pool_forward
@@ -225,6 +225,8 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
             if binary:
                 if rule.alpha_lr > 0.0 and lrs[l] > 0.0:
                     _alpha_step(alpha, l, rule.alpha_lr, da / -lrs[l])
+                if lrs[l] > 0.0:
+                    _clip_binary(W, w_off, alpha, l, rule.binary_clip)
                 _refresh_binary(W, Wf, w_off, alpha, l)
 
 
@@ -317,6 +319,8 @@ def train_epoch_batch(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs
             for l in range(L):
                 if rule.alpha_lr > 0.0 and lrs[l] > 0.0:
                     _alpha_step(alpha, l, rule.alpha_lr, direction[l])
+                if lrs[l] > 0.0:
+                    _clip_binary(W, w_off, alpha, l, rule.binary_clip)
                 _refresh_binary(W, Wf, w_off, alpha, l)
     return step
 

@@ -405,7 +405,7 @@ def _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, *, al
 
 
 def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, lrs, *,
-                           alpha=None, alpha_lr=0.0, weight_decay=0.0, **rule):
+                           alpha=None, alpha_lr=0.0, weight_decay=0.0, binary_clip=0.0, **rule):
     r"""One per-sample (online) STiDi-BP step of any network; returns the updated weight list.
 
     ``arch`` is an architecture string or :class:`stidi.architecture.Architecture`;
@@ -422,7 +422,8 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     4. every weight layer: :math:`w \leftarrow (w - \eta_l\, e\, g\, \varepsilon(t^* - t_{in}))
        (1 - \eta_l \lambda)`; with ``alpha``, :math:`\alpha_l \leftarrow \max(\alpha_l -
        \eta_\alpha D^\alpha_l / \alpha_l, 10^{-12})` for layers with :math:`\eta_l > 0` and
-       :math:`\alpha_l > 0`.
+       :math:`\alpha_l > 0`; then, with ``binary_clip`` :math:`= c > 0`, the real weights
+       of those layers are clipped to :math:`[-c\alpha_l, c\alpha_l]` (the new :math:`\alpha_l`).
        A sample with no error at all changes nothing (no decay either).
 
     ``rule`` takes the options of :class:`stidi.SpikingClassifier` that shape the rule
@@ -432,7 +433,8 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     """
     arch = _as_arch(arch)
     D, dalpha = _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, alpha=alpha, **rule)
-    if D is None:
+    no_error = D is None
+    if no_error:
         D, weight_decay = [None if w is None else np.zeros_like(w) for w in weights], 0.0
     new = [None if w is None else (w - lr * d) * (1.0 - lr * weight_decay) if weight_decay > 0
            else w - lr * d for w, d, lr in zip(weights, D, lrs)]
@@ -442,6 +444,8 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     for l, lr in enumerate(lrs):
         if weights[l] is not None and alpha_lr > 0 and lr > 0 and a[l] != 0:
             a[l] = max(a[l] - alpha_lr * dalpha[l] / a[l], 1e-12)
+        if weights[l] is not None and binary_clip > 0 and lr > 0 and a[l] != 0 and not no_error:
+            new[l] = np.clip(new[l], -binary_clip * a[l], binary_clip * a[l])
     return new, a
 
 

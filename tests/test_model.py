@@ -225,6 +225,24 @@ def test_defaults_learn_the_shipped_subset_without_collapsing(seed):
     assert all(max(val[:i + 1]) - v <= 0.10 for i, v in enumerate(val)), val
 
 
+def test_binary_clip_bounds_the_real_weights_of_binary_layers(subset):
+    """After a fit, the binary layer's real weights lie within +-c alpha; the real layer of a
+    partly binary network is not clipped, and c = 0 leaves the weights as without the option."""
+    X, y = subset[0][:150], subset[1][:150]
+    kw = dict(arch="784-16-10", binary=[True, False], epochs=2, random_state=3, init_samples=50,
+              dead_threshold=0.0, lr=[3e-2, 1e-2])
+    clf = SpikingClassifier(binary_clip=0.5, **kw).fit(X, y)
+    free = SpikingClassifier(**kw).fit(X, y)
+    W0, W1 = clf.coefs_[0], clf.coefs_[1]
+    assert np.abs(W0).max() <= 0.5 * clf.alpha_[0] + 1e-15
+    assert np.abs(free.coefs_[0]).max() > 0.5 * free.alpha_[0]  # the bound is active here
+    assert clf.alpha_[1] == 0.0 and np.abs(W1).max() > 0.5 * clf.scales_[1]
+    same = SpikingClassifier(binary_clip=0.0, **kw).fit(X, y)
+    np.testing.assert_array_equal(same.W_, free.W_)
+    with pytest.raises(ValueError, match="binary_clip"):
+        SpikingClassifier(binary_clip=-1.0, **kw).fit(X, y)
+
+
 # ------------------------------------------------------------------ augmentation
 
 

@@ -104,6 +104,49 @@ def test_binary_step_with_alpha_matches_twin(arch, backward, partly):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("alpha_lr", [0.0, 0.05])
+def test_binary_clip_step_matches_twin(arch, alpha_lr):
+    """``binary_clip``: after an update, the real weights of the updated binary layers lie in
+    ``[-c alpha_l, c alpha_l]`` (with the new alpha); frozen layers keep theirs."""
+    a, rng, L, thetas, lrs = setup(arch, f"clip{alpha_lr}")
+    c, clipped, compared = 0.9, 0, 0
+    for _ in range(24):
+        x, label = maps(rng, a.n_inputs), int(rng.integers(a.n_outputs))
+        ws = network(rng, a, 0.6)
+        alpha = rng.uniform(*((0.15, 0.3) if a.has_conv else (0.3, 0.8)), L)
+        if ambiguous(x, a, [None if w is None else alpha[l] * np.sign(w) for l, w in enumerate(ws)], thetas):
+            continue
+        got, galpha = kernel_step(x, label, a, ws, thetas, lrs, TAU, alpha=alpha, alpha_lr=alpha_lr,
+                                  binary_clip=c)
+        want, walpha = ref.network_step_reference(x, label, a, ws, thetas, *TAU, 3.0, lrs, alpha=alpha,
+                                                  alpha_lr=alpha_lr, binary_clip=c)
+        close(got, want)
+        np.testing.assert_allclose(galpha, walpha, rtol=0, atol=1e-12)
+        for l, (w0, w1) in enumerate(zip(ws, want)):
+            if w0 is None:
+                continue
+            if lrs[l] == 0.0:
+                np.testing.assert_array_equal(w1, w0)  # a frozen layer is not clipped
+            elif not np.array_equal(w1, w0):           # the sample carried an error
+                assert np.abs(w1).max() <= c * walpha[l] + 1e-15
+                clipped += int(np.abs(w0).max() > c * alpha[l])
+        compared += 1
+    assert compared >= 3 and clipped > 0, "too few samples compared, or nothing was clipped"
+
+
+def test_binary_clip_batch_of_one_equals_online():
+    a, rng, L, thetas, lrs = setup("20-15-12-4", "clip-batch-of-one")
+    ws = network(rng, a, 0.6)
+    alpha = rng.uniform(0.3, 0.8, L)
+    X = np.stack([maps(rng, a.n_inputs) for _ in range(6)])
+    y = rng.integers(0, a.n_outputs, 6)
+    w1, _ = kernel_epoch(X, y, a, ws, thetas, lrs, TAU, alpha=alpha, binary_clip=0.5)
+    w2, _ = kernel_epoch(X, y, a, ws, thetas, lrs, TAU, alpha=alpha, binary_clip=0.5, batch_size=1)
+    close(w2, w1)
+    assert np.abs(w1[0]).max() <= 0.5 * alpha[0] < np.abs(ws[0]).max()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_minibatch_step_matches_twin(arch, optimizer):
     a, rng, L, thetas, lrs = setup(arch, optimizer)
