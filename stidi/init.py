@@ -171,3 +171,37 @@ def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: f
             WT[:, dead] = scales[l] * rng.uniform(lo, hi, size=(WT.shape[0], dead.size))
             total += dead.size
     return total
+
+
+def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np.ndarray,
+                level: np.ndarray) -> int:
+    """Raise the input weights of silent hidden units, lowest layer first; returns how many.
+
+    ``fire`` counts each hidden unit's spikes over the last window of training samples.
+    A dense neuron (a conv filter: counted over all its positions) that never fired in
+    the window is silent.  Only the lowest hidden weight layer with a silent unit is
+    changed (the layers above it see different inputs once it fires): each input
+    weight of its silent units grows by ``amount * scales[l] * 2**level[l]``.
+    ``level[l]`` counts the consecutive windows in which layer ``l`` was bumped (updated
+    here: the step doubles while a layer keeps needing it, and falls back to
+    ``amount`` once it does not), after the weight bumping of Göltz et al. (2021).
+    The output layer is never touched.
+    """
+    if amount <= 0:
+        return 0
+    a_off, _ = arch.offsets()
+    desc = arch.descriptor()
+    for l in range(len(desc) - 1):
+        d = desc[l]
+        if d[Col.KIND] == LayerKind.POOL:
+            continue
+        F, npos = int(d[Col.F]), int(d[Col.HO] * d[Col.WO])
+        silent = np.flatnonzero(fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1) == 0)
+        if silent.size:
+            WT = arch.layer_view(W, l)
+            WT[:, silent] += amount * scales[l] * 2.0 ** level[l]
+            level[l] += 1
+            level[l + 1:] = 0
+            return int(silent.size)
+        level[l] = 0
+    return 0

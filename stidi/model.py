@@ -30,8 +30,8 @@ from ._codes import (N_STATS, DtDv, HiddenError, Init, LayerKind, Neuron, Optimi
 from .architecture import parse_architecture
 from .binary import forward_weights
 from .datasets import flip_images, shift_images
-from .init import (calibrate_scale, default_medians, init_weights,  # noqa: F401  (old import path)
-                   reinit_dead)
+from .init import (bump_silent, calibrate_scale, default_medians,  # noqa: F401  (old import path)
+                   init_weights, reinit_dead)
 from .network import forward_network, train_epoch_batch, train_epoch_sgd
 from .neuron import _check_positive, encode, psp as _psp_triangle
 from .rule import decide_batch
@@ -204,6 +204,15 @@ class SpikingClassifier(ScoringMixin):
         (for ``t_max = 256``; scaled with ``t_max``).
     init_samples : int, default 100
         Training samples used for the calibration.
+    bump : float, default 0
+        Weight bumping (Göltz et al. 2021): after every ``bump_every`` training samples,
+        each input weight of the hidden units (conv filters: over all positions) that
+        did not fire once in that window grows by ``bump`` times the layer's calibrated
+        scale, doubled for every consecutive window the layer needed it; only the
+        lowest layer with a silent unit is bumped (:func:`stidi.init.bump_silent`).
+        0: off.
+    bump_every : int, default 500
+        Training samples per bumping window (rounded down to whole mini-batches).
     dead_threshold : float, default 0.001
         After every epoch, hidden neurons (conv filters: counted over positions) that
         fired on fewer than this fraction of the epoch's samples get fresh weights.
@@ -279,6 +288,7 @@ class SpikingClassifier(ScoringMixin):
                  binary_backward: str = "real", binary_clip: float = 0.0,
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
+                 bump: float = 0.0, bump_every: int = 500,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
                  shuffle: bool = True, decay_every: str = "update",
@@ -321,6 +331,8 @@ class SpikingClassifier(ScoringMixin):
         self.init_range = init_range
         self.init_median = init_median
         self.init_samples = init_samples
+        self.bump = bump
+        self.bump_every = bump_every
         self.dead_threshold = dead_threshold
         self.slope_floor = slope_floor
         self.psp = psp
@@ -455,9 +467,10 @@ class SpikingClassifier(ScoringMixin):
         self._check_numbers((("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
                              ("binary_clip", 0.0), ("weight_decay", 0.0), ("beta", 0.0),
                              ("slope_floor", 0.0),
-                             ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0)))
+                             ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0),
+                             ("bump", 0.0)))
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1),
-                              ("lr_steps", 1)):
+                              ("lr_steps", 1), ("bump_every", 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
@@ -768,18 +781,27 @@ class SpikingClassifier(ScoringMixin):
         parts = cfg["lr_steps"]
         n_batches = -(-order.shape[0] // bs)
         cuts = [min(order.shape[0], bs * (n_batches * j // parts)) for j in range(parts + 1)]
+        bump = float(self.bump)
+        window = max(1, int(self.bump_every) // bs) * bs if bump > 0 else order.shape[0]
+        level = np.zeros(len(self.arch_.layers), dtype=np.int64)
+        bumped = 0
         for j in range(parts):
-            part = order[cuts[j]:cuts[j + 1]]
-            if part.shape[0] == 0:
-                continue
-            args = (T, yi, part, self.W_, Wf, self.alpha_, desc, w_off, a_off, self.thetas_,
-                    self._scheduled(lrs0, cfg, epoch + j / parts), cfg["neuron"], cfg["rule"],
-                    stats, fire)
-            if bs == 1 and cfg["optimizer"] == Optimizer.SGD:
-                train_epoch_sgd(*args)
-            else:
-                self.step_ = train_epoch_batch(*args, bs, min(_n_threads(self.n_jobs), bs),
-                                               cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
+            lr_j = self._scheduled(lrs0, cfg, epoch + j / parts)
+            for s in range(cuts[j], cuts[j + 1], window):
+                part = order[s:min(s + window, cuts[j + 1])]
+                before = fire.copy() if bump > 0 else None
+                args = (T, yi, part, self.W_, Wf, self.alpha_, desc, w_off, a_off, self.thetas_,
+                        lr_j, cfg["neuron"], cfg["rule"], stats, fire)
+                if bs == 1 and cfg["optimizer"] == Optimizer.SGD:
+                    train_epoch_sgd(*args)
+                else:
+                    self.step_ = train_epoch_batch(*args, bs, min(_n_threads(self.n_jobs), bs),
+                                                   cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
+                if bump > 0 and part.shape[0] == window:
+                    n_b = bump_silent(self.arch_, self.W_, fire - before, bump, self.scales_, level)
+                    if n_b:
+                        bumped += n_b
+                        Wf = self._forward_weights()
         reinit = 0 if self.eval_before_reset else self._reset_dead(fire, T.shape[0], cfg, rng)
         seconds = time.perf_counter() - t0
         n = max(stats[Stat.N], 1)
@@ -790,6 +812,7 @@ class SpikingClassifier(ScoringMixin):
             "train_hidden_silent_fraction": [float(1 - fire[a_off[l]:a_off[l + 1]].mean() / T.shape[0])
                                              for l in range(1, len(a_off) - 2)],
             "reinitialised": int(reinit),
+            "bumped": int(bumped),
             "lr": [float(v) for v in lrs],
             "train_seconds": seconds,
             "seconds_per_image": seconds / T.shape[0],

@@ -9,6 +9,7 @@ import pytest
 import stidi
 from stidi import datasets
 from stidi._io import ModelFileError
+from stidi.architecture import parse_architecture
 from stidi.model import SpikingClassifier
 
 
@@ -241,6 +242,54 @@ def test_binary_clip_bounds_the_real_weights_of_binary_layers(subset):
     np.testing.assert_array_equal(same.W_, free.W_)
     with pytest.raises(ValueError, match="binary_clip"):
         SpikingClassifier(binary_clip=-1.0, **kw).fit(X, y)
+
+
+def test_bump_wakes_a_silent_hidden_layer(subset):
+    """A hidden layer drawn all inhibitory never fires and never learns; weight bumping
+    raises its weights until its units fire.  ``bump=0`` changes nothing."""
+    X, y = subset[0][:300], subset[1][:300]
+    kw = dict(arch="784-16-10", epochs=1, random_state=2, init_samples=50, dead_threshold=0.0,
+              init_range=[(-1.0, -0.5), (-0.5, 1.0)])
+    dead = SpikingClassifier(**kw).fit(X, y)
+    assert dead.history_[0]["train_hidden_silent_fraction"][0] == 1.0
+    assert dead.history_[0]["bumped"] == 0
+    woken = SpikingClassifier(bump=0.2, bump_every=20, **kw).fit(X, y)
+    assert woken.history_[0]["bumped"] > 0
+    assert woken.history_[0]["train_hidden_silent_fraction"][0] < 1.0
+    assert np.all(woken.coefs_[0].sum(axis=1) > dead.coefs_[0].sum(axis=1))
+    np.testing.assert_array_equal(SpikingClassifier(bump=0.0, bump_every=20, **kw).fit(X, y).W_, dead.W_)
+
+
+def test_bump_silent_lowest_layer_first_and_doubling():
+    from stidi.init import bump_silent
+    arch = parse_architecture("6x6-2C3-P2-3-2")
+    a_off, _ = arch.offsets()
+    W = np.zeros(arch.offsets()[1][-1])
+    scales = np.array([2.0, 1.0, 0.5, 1.0])
+    level = np.zeros(4, dtype=np.int64)
+    fire = np.ones(a_off[-1])
+    fire[a_off[1]:a_off[1] + 16] = 0           # conv filter 0 silent at all 16 positions
+    fire[a_off[3] + 1] = 0                      # hidden dense unit 1 silent too
+    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # the conv layer only
+    conv = arch.layer_view(W, 0)
+    np.testing.assert_allclose(conv[:, 0], 0.2)
+    assert np.all(conv[:, 1] == 0) and np.all(arch.layer_view(W, 2) == 0)
+    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # again: doubled step
+    np.testing.assert_allclose(conv[:, 0], 0.2 + 0.4)
+    fire[a_off[1]:a_off[1] + 16] = 1
+    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # now the dense layer
+    dense = arch.layer_view(W, 2)
+    np.testing.assert_allclose(dense[:, 1], 0.05)
+    assert np.all(np.delete(dense, 1, axis=1) == 0) and level[0] == 0 and level[2] == 1
+    assert bump_silent(arch, W, np.ones(a_off[-1]), 0.1, scales, level) == 0
+    assert bump_silent(arch, W, fire, 0.0, scales, level) == 0
+
+
+@pytest.mark.parametrize("kw, message", [(dict(bump=-0.1), "bump"), (dict(bump_every=0), "bump_every")])
+def test_bump_bad_settings_are_one_clear_error(kw, message):
+    X = np.random.default_rng(0).random((20, 72))
+    with pytest.raises(ValueError, match=message):
+        SpikingClassifier(**{"arch": "72-4-2", "epochs": 1, "init_samples": 10, **kw}).fit(X, np.arange(20) % 2)
 
 
 # ------------------------------------------------------------------ augmentation
