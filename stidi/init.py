@@ -181,11 +181,13 @@ def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np
     A dense neuron (a conv filter: counted over all its positions) that never fired in
     the window is silent.  Only the lowest hidden weight layer with a silent unit is
     changed (the layers above it see different inputs once it fires): each input
-    weight of its silent units grows by ``amount * scales[l] * 2**level[l]``.
-    ``level[l]`` counts the consecutive windows in which layer ``l`` was bumped (updated
-    here: the step doubles while a layer keeps needing it, and falls back to
-    ``amount`` once it does not), after the weight bumping of Göltz et al. (2021).
-    The output layer is never touched.
+    weight of a silent unit ``f`` grows by ``amount * scales[l] * 2**k``, where ``k``
+    counts the windows in a row in which that unit was bumped (``level``, laid out like
+    ``fire``: the first ``F`` entries of a layer's slice, one per unit; updated here,
+    and set back to 0 for the layer's units that fired).  The step doubles while one
+    unit stays silent, after the weight bumping of Göltz et al. (2021), which doubles
+    per layer; per unit, a layer in which some unit is silent in every window, but a
+    different one each time, keeps small steps.  The output layer is never touched.
     """
     if amount <= 0:
         return 0
@@ -196,12 +198,14 @@ def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np
         if d[Col.KIND] == LayerKind.POOL:
             continue
         F, npos = int(d[Col.F]), int(d[Col.HO] * d[Col.WO])
-        silent = np.flatnonzero(fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1) == 0)
-        if silent.size:
+        silent = fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1) == 0
+        lev = level[a_off[l + 1]:a_off[l + 1] + F]
+        if silent.any():
+            idx = np.flatnonzero(silent)
             WT = arch.layer_view(W, l)
-            WT[:, silent] += amount * scales[l] * 2.0 ** level[l]
-            level[l] += 1
-            level[l + 1:] = 0
-            return int(silent.size)
-        level[l] = 0
+            WT[:, idx] += amount * scales[l] * 2.0 ** lev[idx]
+            lev[idx] += 1
+            lev[~silent] = 0
+            return int(idx.size)
+        lev[:] = 0
     return 0

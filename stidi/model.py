@@ -208,8 +208,9 @@ class SpikingClassifier(ScoringMixin):
         Weight bumping (Göltz et al. 2021): after every ``bump_every`` training samples,
         each input weight of the hidden units (conv filters: over all positions) that
         did not fire once in that window grows by ``bump`` times the layer's calibrated
-        scale, doubled for every consecutive window the layer needed it; only the
-        lowest layer with a silent unit is bumped (:func:`stidi.init.bump_silent`).
+        scale, doubled for every further window in a row in which the same unit is
+        bumped; only the lowest layer with a silent unit is bumped
+        (:func:`stidi.init.bump_silent`).
         0: off.
     bump_every : int, default 500
         Training samples per bumping window (rounded down to whole mini-batches).
@@ -783,7 +784,7 @@ class SpikingClassifier(ScoringMixin):
         cuts = [min(order.shape[0], bs * (n_batches * j // parts)) for j in range(parts + 1)]
         bump = float(self.bump)
         window = max(1, int(self.bump_every) // bs) * bs if bump > 0 else order.shape[0]
-        level = np.zeros(len(self.arch_.layers), dtype=np.int64)
+        level = np.zeros(int(a_off[-1]), dtype=np.int64)   # bumps in a row, per hidden unit
         bumped = 0
         for j in range(parts):
             lr_j = self._scheduled(lrs0, cfg, epoch + j / parts)

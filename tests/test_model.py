@@ -260,13 +260,13 @@ def test_bump_wakes_a_silent_hidden_layer(subset):
     np.testing.assert_array_equal(SpikingClassifier(bump=0.0, bump_every=20, **kw).fit(X, y).W_, dead.W_)
 
 
-def test_bump_silent_lowest_layer_first_and_doubling():
+def test_bump_silent_lowest_layer_first_and_doubling_per_unit():
     from stidi.init import bump_silent
     arch = parse_architecture("6x6-2C3-P2-3-2")
     a_off, _ = arch.offsets()
     W = np.zeros(arch.offsets()[1][-1])
     scales = np.array([2.0, 1.0, 0.5, 1.0])
-    level = np.zeros(4, dtype=np.int64)
+    level = np.zeros(a_off[-1], dtype=np.int64)
     fire = np.ones(a_off[-1])
     fire[a_off[1]:a_off[1] + 16] = 0           # conv filter 0 silent at all 16 positions
     fire[a_off[3] + 1] = 0                      # hidden dense unit 1 silent too
@@ -274,13 +274,20 @@ def test_bump_silent_lowest_layer_first_and_doubling():
     conv = arch.layer_view(W, 0)
     np.testing.assert_allclose(conv[:, 0], 0.2)
     assert np.all(conv[:, 1] == 0) and np.all(arch.layer_view(W, 2) == 0)
-    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # again: doubled step
+    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # filter 0 again: doubled step
     np.testing.assert_allclose(conv[:, 0], 0.2 + 0.4)
+    # filter 0 fires now, filter 1 falls silent: filter 1 starts at the base step
     fire[a_off[1]:a_off[1] + 16] = 1
+    fire[a_off[1] + 16:a_off[1] + 32] = 0
+    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1
+    np.testing.assert_allclose(conv[:, 1], 0.2)
+    assert level[a_off[1]] == 0 and level[a_off[1] + 1] == 1
+    fire[a_off[1]:a_off[2]] = 1
     assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # now the dense layer
     dense = arch.layer_view(W, 2)
     np.testing.assert_allclose(dense[:, 1], 0.05)
-    assert np.all(np.delete(dense, 1, axis=1) == 0) and level[0] == 0 and level[2] == 1
+    assert np.all(np.delete(dense, 1, axis=1) == 0)
+    assert level[a_off[1]:a_off[1] + 2].tolist() == [0, 0] and level[a_off[3]:a_off[3] + 3].tolist() == [0, 1, 0]
     assert bump_silent(arch, W, np.ones(a_off[-1]), 0.1, scales, level) == 0
     assert bump_silent(arch, W, fire, 0.0, scales, level) == 0
 
