@@ -174,20 +174,24 @@ def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: f
 
 
 def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np.ndarray,
-                level: np.ndarray) -> int:
+                level: np.ndarray, per_unit: bool = False) -> int:
     """Raise the input weights of silent hidden units, lowest layer first; returns how many.
 
     ``fire`` counts each hidden unit's spikes over the last window of training samples.
     A dense neuron (a conv filter: counted over all its positions) that never fired in
     the window is silent.  Only the lowest hidden weight layer with a silent unit is
     changed (the layers above it see different inputs once it fires): each input
-    weight of a silent unit ``f`` grows by ``amount * scales[l] * 2**k``, where ``k``
-    counts the windows in a row in which that unit was bumped (``level``, laid out like
-    ``fire``: the first ``F`` entries of a layer's slice, one per unit; updated here,
-    and set back to 0 for the layer's units that fired).  The step doubles while one
-    unit stays silent, after the weight bumping of Göltz et al. (2021), which doubles
-    per layer; per unit, a layer in which some unit is silent in every window, but a
-    different one each time, keeps small steps.  The output layer is never touched.
+    weight of its silent units grows by ``amount * scales[l] * 2**k``.  ``level`` (laid
+    out like ``fire``) counts the windows in a row that led to a bump, updated here:
+
+    * ``per_unit=False`` (Göltz et al. 2021): ``k = level[a_off[l + 1]]``, the windows
+      in a row in which layer ``l`` was bumped, whichever of its units were silent; it
+      falls back to 0 once the layer has no silent unit (and for the layers above a
+      bumped one);
+    * ``per_unit=True``: ``k`` is the number of windows in a row in which that unit was
+      bumped (entry ``f`` of the layer's slice), 0 again once it fires.
+
+    The output layer is never touched.
     """
     if amount <= 0:
         return 0
@@ -200,12 +204,18 @@ def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np
         F, npos = int(d[Col.F]), int(d[Col.HO] * d[Col.WO])
         silent = fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1) == 0
         lev = level[a_off[l + 1]:a_off[l + 1] + F]
-        if silent.any():
-            idx = np.flatnonzero(silent)
-            WT = arch.layer_view(W, l)
+        if not silent.any():
+            lev[:] = 0
+            continue
+        idx = np.flatnonzero(silent)
+        WT = arch.layer_view(W, l)
+        if per_unit:
             WT[:, idx] += amount * scales[l] * 2.0 ** lev[idx]
             lev[idx] += 1
             lev[~silent] = 0
-            return int(idx.size)
-        lev[:] = 0
+        else:
+            WT[:, idx] += amount * scales[l] * 2.0 ** lev[0]
+            lev[0] += 1
+            level[a_off[l + 2]:] = 0
+        return int(idx.size)
     return 0

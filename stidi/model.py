@@ -208,12 +208,15 @@ class SpikingClassifier(ScoringMixin):
         Weight bumping (Göltz et al. 2021): after every ``bump_every`` training samples,
         each input weight of the hidden units (conv filters: over all positions) that
         did not fire once in that window grows by ``bump`` times the layer's calibrated
-        scale, doubled for every further window in a row in which the same unit is
-        bumped; only the lowest layer with a silent unit is bumped
-        (:func:`stidi.init.bump_silent`).
+        scale, a step that doubles while bumping goes on (``bump_doubling``); only
+        the lowest layer with a silent unit is bumped (:func:`stidi.init.bump_silent`).
         0: off.
     bump_every : int, default 500
         Training samples per bumping window (rounded down to whole mini-batches).
+    bump_doubling : {"layer", "unit"}, default "layer"
+        ``"layer"`` (Göltz et al.): the step doubles for every window in a row in which
+        the layer was bumped, whichever of its units were silent; ``"unit"``: for every
+        window in a row in which that unit was bumped.
     dead_threshold : float, default 0.001
         After every epoch, hidden neurons (conv filters: counted over positions) that
         fired on fewer than this fraction of the epoch's samples get fresh weights.
@@ -289,7 +292,7 @@ class SpikingClassifier(ScoringMixin):
                  binary_backward: str = "real", binary_clip: float = 0.0,
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
-                 bump: float = 0.0, bump_every: int = 500,
+                 bump: float = 0.0, bump_every: int = 500, bump_doubling: str = "layer",
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
                  shuffle: bool = True, decay_every: str = "update",
@@ -334,6 +337,7 @@ class SpikingClassifier(ScoringMixin):
         self.init_samples = init_samples
         self.bump = bump
         self.bump_every = bump_every
+        self.bump_doubling = bump_doubling
         self.dead_threshold = dead_threshold
         self.slope_floor = slope_floor
         self.psp = psp
@@ -457,6 +461,8 @@ class SpikingClassifier(ScoringMixin):
         binary = self._binary_layers(arch)
         if init == Init.UNIFORM and any(binary):
             raise ValueError("binary weights need init='calibrated'")
+        if self.bump_doubling not in ("layer", "unit"):
+            raise ValueError(f"bump_doubling must be 'layer' or 'unit', got {self.bump_doubling!r}")
         for name in ("shuffle", "eval_before_reset", "flip"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -784,7 +790,7 @@ class SpikingClassifier(ScoringMixin):
         cuts = [min(order.shape[0], bs * (n_batches * j // parts)) for j in range(parts + 1)]
         bump = float(self.bump)
         window = max(1, int(self.bump_every) // bs) * bs if bump > 0 else order.shape[0]
-        level = np.zeros(int(a_off[-1]), dtype=np.int64)   # bumps in a row, per hidden unit
+        level = np.zeros(int(a_off[-1]), dtype=np.int64)   # bumps in a row (stidi.init.bump_silent)
         bumped = 0
         for j in range(parts):
             lr_j = self._scheduled(lrs0, cfg, epoch + j / parts)
@@ -799,7 +805,8 @@ class SpikingClassifier(ScoringMixin):
                     self.step_ = train_epoch_batch(*args, bs, min(_n_threads(self.n_jobs), bs),
                                                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
                 if bump > 0 and part.shape[0] == window:
-                    n_b = bump_silent(self.arch_, self.W_, fire - before, bump, self.scales_, level)
+                    n_b = bump_silent(self.arch_, self.W_, fire - before, bump, self.scales_, level,
+                                      per_unit=self.bump_doubling == "unit")
                     if n_b:
                         bumped += n_b
                         Wf = self._forward_weights()

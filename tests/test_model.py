@@ -260,39 +260,59 @@ def test_bump_wakes_a_silent_hidden_layer(subset):
     np.testing.assert_array_equal(SpikingClassifier(bump=0.0, bump_every=20, **kw).fit(X, y).W_, dead.W_)
 
 
-def test_bump_silent_lowest_layer_first_and_doubling_per_unit():
-    from stidi.init import bump_silent
+def _bump_case():
     arch = parse_architecture("6x6-2C3-P2-3-2")
     a_off, _ = arch.offsets()
-    W = np.zeros(arch.offsets()[1][-1])
-    scales = np.array([2.0, 1.0, 0.5, 1.0])
-    level = np.zeros(a_off[-1], dtype=np.int64)
     fire = np.ones(a_off[-1])
     fire[a_off[1]:a_off[1] + 16] = 0           # conv filter 0 silent at all 16 positions
     fire[a_off[3] + 1] = 0                      # hidden dense unit 1 silent too
-    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # the conv layer only
+    return (arch, a_off, np.zeros(arch.offsets()[1][-1]), np.array([2.0, 1.0, 0.5, 1.0]),
+            np.zeros(a_off[-1], dtype=np.int64), fire)
+
+
+@pytest.mark.parametrize("per_unit", [False, True])
+def test_bump_silent_lowest_layer_first_and_doubling(per_unit):
+    from stidi.init import bump_silent
+    arch, a_off, W, scales, level, fire = _bump_case()
+    assert bump_silent(arch, W, fire, 0.1, scales, level, per_unit) == 1   # the conv layer only
     conv = arch.layer_view(W, 0)
     np.testing.assert_allclose(conv[:, 0], 0.2)
     assert np.all(conv[:, 1] == 0) and np.all(arch.layer_view(W, 2) == 0)
-    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # filter 0 again: doubled step
+    assert bump_silent(arch, W, fire, 0.1, scales, level, per_unit) == 1   # filter 0 again: doubled
     np.testing.assert_allclose(conv[:, 0], 0.2 + 0.4)
-    # filter 0 fires now, filter 1 falls silent: filter 1 starts at the base step
+    # filter 0 fires now, filter 1 falls silent: per layer the step keeps doubling,
+    # per unit filter 1 starts at the base step
     fire[a_off[1]:a_off[1] + 16] = 1
     fire[a_off[1] + 16:a_off[1] + 32] = 0
-    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1
-    np.testing.assert_allclose(conv[:, 1], 0.2)
-    assert level[a_off[1]] == 0 and level[a_off[1] + 1] == 1
+    assert bump_silent(arch, W, fire, 0.1, scales, level, per_unit) == 1
+    np.testing.assert_allclose(conv[:, 1], 0.2 if per_unit else 0.8)
     fire[a_off[1]:a_off[2]] = 1
-    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1   # now the dense layer
+    assert bump_silent(arch, W, fire, 0.1, scales, level, per_unit) == 1   # now the dense layer
     dense = arch.layer_view(W, 2)
     np.testing.assert_allclose(dense[:, 1], 0.05)
     assert np.all(np.delete(dense, 1, axis=1) == 0)
-    assert level[a_off[1]:a_off[1] + 2].tolist() == [0, 0] and level[a_off[3]:a_off[3] + 3].tolist() == [0, 1, 0]
-    assert bump_silent(arch, W, np.ones(a_off[-1]), 0.1, scales, level) == 0
-    assert bump_silent(arch, W, fire, 0.0, scales, level) == 0
+    assert np.all(level[a_off[1]:a_off[2]] == 0)   # the conv layer has no silent unit any more
+    assert bump_silent(arch, W, fire, 0.1, scales, level, per_unit) == 1   # doubled in both modes
+    np.testing.assert_allclose(dense[:, 1], 0.05 + 0.1)
+    assert bump_silent(arch, W, np.ones(a_off[-1]), 0.1, scales, level, per_unit) == 0
+    assert not level.any()
+    assert bump_silent(arch, W, fire, 0.0, scales, level, per_unit) == 0
 
 
-@pytest.mark.parametrize("kw, message", [(dict(bump=-0.1), "bump"), (dict(bump_every=0), "bump_every")])
+def test_bump_doubling_modes_differ_in_the_estimator(subset):
+    X, y = subset[0][:300], subset[1][:300]
+    # hidden units mostly inhibitory: a changing few of them are silent in each window
+    kw = dict(arch="784-32-10", epochs=1, random_state=2, init_samples=50, dead_threshold=0.0,
+              init_range=[(-1.0, 0.0), (-0.5, 1.0)], bump=0.05, bump_every=20)
+    layer = SpikingClassifier(**kw).fit(X, y)
+    unit = SpikingClassifier(bump_doubling="unit", **kw).fit(X, y)
+    assert layer.history_[0]["bumped"] > 0 and unit.history_[0]["bumped"] > 0
+    assert not np.array_equal(layer.W_, unit.W_)
+    np.testing.assert_array_equal(SpikingClassifier(bump_doubling="layer", **kw).fit(X, y).W_, layer.W_)
+
+
+@pytest.mark.parametrize("kw, message", [(dict(bump=-0.1), "bump"), (dict(bump_every=0), "bump_every"),
+                                         (dict(bump_doubling="layers"), "bump_doubling")])
 def test_bump_bad_settings_are_one_clear_error(kw, message):
     X = np.random.default_rng(0).random((20, 72))
     with pytest.raises(ValueError, match=message):
