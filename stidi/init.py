@@ -143,6 +143,20 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuro
     return W, scales, alpha
 
 
+def _hidden_unit_spikes(arch, fire: np.ndarray):
+    """``(l, counts, npos)`` for every hidden weight layer ``l``, bottom up: ``counts[f]`` sums
+    ``fire`` (spikes per activation, laid out by ``arch.offsets()[0]``) over the ``npos``
+    positions of unit ``f`` (one for a dense neuron, the map of a conv filter)."""
+    a_off, _ = arch.offsets()
+    desc = arch.descriptor()
+    for l in range(len(desc) - 1):
+        d = desc[l]
+        if d[Col.KIND] == LayerKind.POOL:
+            continue
+        F, npos = int(d[Col.F]), int(d[Col.HO] * d[Col.WO])
+        yield l, fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1), npos
+
+
 def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: float,
                 scales: np.ndarray, init_range, rng: np.random.Generator) -> int:
     """Fresh weights for hidden units that fired too rarely; returns how many.
@@ -155,15 +169,8 @@ def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: f
     """
     if threshold <= 0 or n_seen == 0:
         return 0
-    a_off, _ = arch.offsets()
-    desc = arch.descriptor()
     total = 0
-    for l in range(len(desc) - 1):
-        d = desc[l]
-        if d[Col.KIND] == LayerKind.POOL:
-            continue
-        F, npos = int(d[Col.F]), int(d[Col.HO] * d[Col.WO])
-        counts = fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1)
+    for l, counts, npos in _hidden_unit_spikes(arch, fire):
         dead = np.flatnonzero(counts < threshold * n_seen * npos)
         if dead.size:
             lo, hi = layer_range(init_range, l)
@@ -196,14 +203,9 @@ def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np
     if amount <= 0:
         return 0
     a_off, _ = arch.offsets()
-    desc = arch.descriptor()
-    for l in range(len(desc) - 1):
-        d = desc[l]
-        if d[Col.KIND] == LayerKind.POOL:
-            continue
-        F, npos = int(d[Col.F]), int(d[Col.HO] * d[Col.WO])
-        silent = fire[a_off[l + 1]:a_off[l + 2]].reshape(F, npos).sum(axis=1) == 0
-        lev = level[a_off[l + 1]:a_off[l + 1] + F]
+    for l, counts, _ in _hidden_unit_spikes(arch, fire):
+        silent = counts == 0
+        lev = level[a_off[l + 1]:a_off[l + 1] + counts.shape[0]]
         if not silent.any():
             lev[:] = 0
             continue
