@@ -181,7 +181,7 @@ def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: f
 
 
 def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np.ndarray,
-                level: np.ndarray, per_unit: bool = False) -> int:
+                level: np.ndarray, per_unit: bool = False, cap: int | None = None) -> int:
     """Raise the input weights of silent hidden units, lowest layer first; returns how many.
 
     ``fire`` counts each hidden unit's spikes over the last window of training samples.
@@ -198,7 +198,8 @@ def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np
     * ``per_unit=True``: ``k`` is the number of windows in a row in which that unit was
       bumped (entry ``f`` of the layer's slice), 0 again once it fires.
 
-    The output layer is never touched.
+    ``cap`` bounds the doublings: the step is at most ``amount * scales[l] * 2**cap``
+    (``level`` still counts on).  ``None``: no bound.  The output layer is never touched.
     """
     if amount <= 0:
         return 0
@@ -211,12 +212,13 @@ def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np
             continue
         idx = np.flatnonzero(silent)
         WT = arch.layer_view(W, l)
+        k = lev if cap is None else np.minimum(lev, cap)
         if per_unit:
-            WT[:, idx] += amount * scales[l] * 2.0 ** lev[idx]
+            WT[:, idx] += amount * scales[l] * 2.0 ** k[idx]
             lev[idx] += 1
             lev[~silent] = 0
         else:
-            WT[:, idx] += amount * scales[l] * 2.0 ** lev[0]
+            WT[:, idx] += amount * scales[l] * 2.0 ** k[0]
             lev[0] += 1
             level[a_off[l + 2]:] = 0
         return int(idx.size)

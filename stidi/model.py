@@ -217,6 +217,9 @@ class SpikingClassifier(ScoringMixin):
         ``"layer"`` (Göltz et al.): the step doubles for every window in a row in which
         the layer was bumped, whichever of its units were silent; ``"unit"``: for every
         window in a row in which that unit was bumped.
+    bump_cap : int or None, default None
+        Most doublings of the bumping step: it grows to at most ``bump * 2**bump_cap``
+        times the layer's scale.  ``None``: no bound.
     dead_threshold : float, default 0.001
         After every epoch, hidden neurons (conv filters: counted over positions) that
         fired on fewer than this fraction of the epoch's samples get fresh weights.
@@ -293,6 +296,7 @@ class SpikingClassifier(ScoringMixin):
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  bump: float = 0.0, bump_every: int = 500, bump_doubling: str = "layer",
+                 bump_cap: int | None = None,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
                  shuffle: bool = True, decay_every: str = "update",
@@ -338,6 +342,7 @@ class SpikingClassifier(ScoringMixin):
         self.bump = bump
         self.bump_every = bump_every
         self.bump_doubling = bump_doubling
+        self.bump_cap = bump_cap
         self.dead_threshold = dead_threshold
         self.slope_floor = slope_floor
         self.psp = psp
@@ -463,6 +468,9 @@ class SpikingClassifier(ScoringMixin):
             raise ValueError("binary weights need init='calibrated'")
         if self.bump_doubling not in ("layer", "unit"):
             raise ValueError(f"bump_doubling must be 'layer' or 'unit', got {self.bump_doubling!r}")
+        cap = self.bump_cap
+        if cap is not None and (not isinstance(cap, (int, np.integer)) or isinstance(cap, bool) or cap < 0):
+            raise ValueError(f"bump_cap must be None or an integer >= 0, got {cap!r}")
         for name in ("shuffle", "eval_before_reset", "flip"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -806,7 +814,7 @@ class SpikingClassifier(ScoringMixin):
                                                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
                 if bump > 0 and part.shape[0] == window:
                     n_b = bump_silent(self.arch_, self.W_, fire - before, bump, self.scales_, level,
-                                      per_unit=self.bump_doubling == "unit")
+                                      per_unit=self.bump_doubling == "unit", cap=self.bump_cap)
                     if n_b:
                         bumped += n_b
                         Wf = self._forward_weights()

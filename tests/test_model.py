@@ -299,6 +299,37 @@ def test_bump_silent_lowest_layer_first_and_doubling(per_unit):
     assert bump_silent(arch, W, fire, 0.0, scales, level, per_unit) == 0
 
 
+@pytest.mark.parametrize("per_unit", [False, True])
+def test_bump_cap_bounds_the_doublings(per_unit):
+    from stidi.init import bump_silent
+    arch, a_off, W, scales, level, fire = _bump_case()
+    conv = arch.layer_view(W, 0)
+    steps = []
+    for _ in range(4):                        # filter 0 stays silent: 0.2, 0.4, then capped at 0.4
+        before = conv[:, 0].copy()
+        assert bump_silent(arch, W, fire, 0.1, scales, level, per_unit, cap=1) == 1
+        steps.append(float((conv[:, 0] - before)[0]))
+    np.testing.assert_allclose(steps, [0.2, 0.4, 0.4, 0.4])
+    assert level[a_off[1]] == 4               # the count goes on under the cap
+    free = np.zeros_like(W)
+    lev = np.zeros_like(level)
+    for _ in range(4):
+        bump_silent(arch, free, fire, 0.1, scales, lev, per_unit)
+    np.testing.assert_allclose(arch.layer_view(free, 0)[:, 0], 0.2 * 15)
+
+
+def test_bump_cap_in_the_estimator(subset):
+    X, y = subset[0][:300], subset[1][:300]
+    kw = dict(arch="784-32-10", epochs=1, random_state=2, init_samples=50, dead_threshold=0.0,
+              init_range=[(-1.0, 0.0), (-0.5, 1.0)], bump=0.05, bump_every=20)
+    free = SpikingClassifier(**kw).fit(X, y)
+    capped = SpikingClassifier(bump_cap=0, **kw).fit(X, y)
+    assert capped.history_[0]["bumped"] > 0
+    assert not np.array_equal(free.W_, capped.W_)
+    # a cap above any reached level changes nothing
+    np.testing.assert_array_equal(SpikingClassifier(bump_cap=10_000, **kw).fit(X, y).W_, free.W_)
+
+
 def test_bump_doubling_modes_differ_in_the_estimator(subset):
     X, y = subset[0][:300], subset[1][:300]
     # hidden units mostly inhibitory: a changing few of them are silent in each window
@@ -312,7 +343,8 @@ def test_bump_doubling_modes_differ_in_the_estimator(subset):
 
 
 @pytest.mark.parametrize("kw, message", [(dict(bump=-0.1), "bump"), (dict(bump_every=0), "bump_every"),
-                                         (dict(bump_doubling="layers"), "bump_doubling")])
+                                         (dict(bump_doubling="layers"), "bump_doubling"),
+                                         (dict(bump_cap=-1), "bump_cap"), (dict(bump_cap=1.5), "bump_cap")])
 def test_bump_bad_settings_are_one_clear_error(kw, message):
     X = np.random.default_rng(0).random((20, 72))
     with pytest.raises(ValueError, match=message):
