@@ -133,28 +133,46 @@ def _dense_update(WT, Wsign, t_in, err_out, g_out, ts_out, scale, neuron, coef):
     return dalpha
 
 
-@njit(parallel=True)
-def _forward_batch(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out,
-                   psp=0, delay=0.0):
-    """The sweep for every row of ``T_in``, in parallel (``psp``: a :class:`stidi._codes.Psp` code).
+@njit
+def _forward_rows(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out,
+                  psp, delay, track_peak, lo, hi):
+    """The sweep for rows ``lo:hi`` of ``T_in``, with one set of scratch arrays.
 
     Twins: :func:`stidi.reference.layer_forward_reference`,
     :func:`stidi.reference.step_forward_reference` (``psp`` = STEP).
     Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
     """
-    batch, n_in = T_in.shape
+    n_in = T_in.shape[1]
     n_out = WT.shape[1]
-    for b in prange(batch):
-        act_t = np.empty(n_in)
-        act_i = np.empty(n_in, dtype=np.int64)
-        V = np.empty(n_out)
-        S = np.empty(n_out)
+    act_t = np.empty(n_in)
+    act_i = np.empty(n_in, dtype=np.int64)
+    V = np.empty(n_out)
+    S = np.empty(n_out)
+    for b in range(lo, hi):
         if psp == Psp.STEP:
             _step_sweep(T_in[b], WT, theta, t_max, delay, t_out[b], slope_out[b], vpeak_out[b],
                         tpeak_out[b], act_t, act_i, V)
         else:
             _sweep(T_in[b], WT, theta, tau1, tau2, t_max, t_out[b], slope_out[b], vpeak_out[b],
-                   tpeak_out[b], act_t, act_i, V, S)
+                   tpeak_out[b], act_t, act_i, V, S, track_peak)
+
+
+@njit(parallel=True)
+def _forward_batch(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out,
+                   psp=0, delay=0.0, track_peak=True):
+    """The sweep for every row of ``T_in``, in parallel over shares of 16 rows.
+
+    ``psp`` is a :class:`stidi._codes.Psp` code.  With ``track_peak=False`` the peak
+    outputs of silent neurons are not computed (``v_peak`` 0, ``t_peak`` ``t_max``).
+    Twins: :func:`stidi.reference.layer_forward_reference`,
+    :func:`stidi.reference.step_forward_reference` (``psp`` = STEP).
+    Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
+    """
+    batch = T_in.shape[0]
+    chunk = 16
+    for c in prange((batch + chunk - 1) // chunk):
+        _forward_rows(T_in, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out, tpeak_out,
+                      psp, delay, track_peak, c * chunk, min(batch, (c + 1) * chunk))
 
 
 # ---------------------------------------------------------------------------
@@ -269,4 +287,7 @@ def first_spike_times(t_in, W, theta, tau1, tau2, t_max):
     ...                         theta=1.0, tau1=10.0, tau2=20.0, t_max=100.0)
     array([7.5])
     """
-    return layer_forward(t_in, W, theta, tau1, tau2, t_max)[0]
+    T, WT, theta, tau1, tau2, t_max, single = _prepare(t_in, W, theta, tau1, tau2, t_max)
+    outs = [np.empty((T.shape[0], WT.shape[1])) for _ in range(4)]
+    _forward_batch(T, WT, theta, tau1, tau2, t_max, *outs, int(Psp.TRIANGLE), 0.0, False)
+    return outs[0][0] if single else outs[0]

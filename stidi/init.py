@@ -66,7 +66,7 @@ def layer_times(d: np.ndarray, T_prev: np.ndarray, WT, theta: float, neuron: Neu
         _conv_batch(T_prev, np.ascontiguousarray(WT), d, float(theta), neuron, *outs)
     else:
         _forward_batch(T_prev, np.ascontiguousarray(WT), float(theta), neuron.tau1, neuron.tau2,
-                       neuron.t_max, *outs, int(neuron.psp), float(neuron.delay))
+                       neuron.t_max, *outs, int(neuron.psp), float(neuron.delay), False)
     return outs[0]
 
 

@@ -190,13 +190,59 @@ def _deps(s, tau1, tau2):
 
 
 @njit
+def _radix_sort_times(act_t, act_i, n):
+    """Sort ``act_t[:n]`` (times >= 0) in place, stably, carrying ``act_i[:n]`` along.
+
+    A least-significant-digit radix sort on the bits of the float64 times, one byte per
+    pass, skipping the bytes on which all times agree: for non-negative floats the bit
+    patterns, read as unsigned integers, are in the order of the values.  Stable, so
+    equal times keep the order of their inputs; that order fixes the order in which the
+    sweep adds their PSPs.  Twin: ``np.argsort(t, kind="stable")``
+    (tests/test_neuron.py).  Chapter: book/02_pl_psp_neuron.md, eq-pl-segment.
+    """
+    for a in range(n):
+        if act_t[a] == 0.0:
+            act_t[a] = 0.0      # -0.0 would sort after every positive time
+    bits = act_t[:n].view(np.uint64)
+    k0 = bits.copy()
+    i0 = act_i[:n].copy()
+    k1 = np.empty(n, np.uint64)
+    i1 = np.empty(n, np.int64)
+    diff = np.uint64(0)
+    for a in range(n):
+        diff |= k0[a] ^ k0[0]
+    byte = np.uint64(255)
+    count = np.empty(257, np.int64)
+    for p in range(8):
+        shift = np.uint64(8 * p)
+        if (diff >> shift) & byte == np.uint64(0):
+            continue
+        count[:] = 0
+        for a in range(n):
+            count[np.int64((k0[a] >> shift) & byte) + 1] += 1
+        for d in range(256):
+            count[d + 1] += count[d]
+        for a in range(n):
+            d = np.int64((k0[a] >> shift) & byte)
+            q = count[d]
+            count[d] = q + 1
+            k1[q] = k0[a]
+            i1[q] = i0[a]
+        k0, k1 = k1, k0
+        i0, i1 = i1, i0
+    bits[:] = k0
+    act_i[:n] = i0
+
+
+@njit
 def _active_sorted(t_in, t_max, act_t, act_i):
     """Times and indices of the inputs that spike before ``t_max``, sorted by time.
 
     Sorting the spike times once is enough: the rise, peak and end
     breakpoints are the same sequence shifted by 0, tau1 and tau1 + tau2, so
     the sweep merges three sorted streams.  Returns the number of active
-    inputs; ``act_t``/``act_i`` hold them in time order.
+    inputs; ``act_t``/``act_i`` hold them in time order, equal times in the
+    order of their indices.
     Chapter: book/02_pl_psp_neuron.md, eq-pl-segment.
     """
     n = 0
@@ -205,9 +251,9 @@ def _active_sorted(t_in, t_max, act_t, act_i):
             act_t[n] = t_in[i]
             act_i[n] = i
             n += 1
-    if n <= 16:
-        # stable insertion sort in place: no allocation (this runs once per
-        # receptive field in convolutional layers)
+    if n <= 96:
+        # stable insertion sort in place, no allocation: faster than the radix sort
+        # up to about 100 inputs (a receptive field of a convolution usually has fewer)
         for a in range(1, n):
             tv = act_t[a]
             iv = act_i[a]
@@ -219,11 +265,7 @@ def _active_sorted(t_in, t_max, act_t, act_i):
             act_t[b + 1] = tv
             act_i[b + 1] = iv
         return n
-    order = np.argsort(act_t[:n])
-    tmp_t = act_t[:n][order]
-    tmp_i = act_i[:n][order]
-    act_t[:n] = tmp_t
-    act_i[:n] = tmp_i
+    _radix_sort_times(act_t, act_i, n)
     return n
 
 
@@ -265,12 +307,31 @@ def _at_rest(n_out, t_max, t_out, v_out, vpeak_out, tpeak_out, V):
 
 
 @njit
+def _group_row(k, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2):
+    """Row of ``WT`` and slope coefficient of the ``k``-th breakpoint of a group of equal times.
+
+    A group is the onsets ``act_i[g0:g0 + n0]``, then the peaks ``act_i[g1:g1 + n1]``, then
+    the ends ``act_i[g2:]``: the order in which the merge of :func:`_sweep_sorted` meets them.
+    Chapter: book/02_pl_psp_neuron.md, eq-pl-segment.
+    """
+    if k < n0:
+        return act_i[g0 + k], inv1
+    if k < n0 + n1:
+        return act_i[g1 + k - n0], -inv12
+    return act_i[g2 + k - n0 - n1], inv2
+
+
+@njit
 def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slope_out, vpeak_out,
                   tpeak_out, V, S, track_peak):
     """The sweep of :func:`_sweep` over ``n_act`` inputs already sorted by time.
 
     ``act_t[:n_act]`` are the spike times in increasing order and ``act_i`` the
-    matching rows of ``WT``.
+    matching rows of ``WT``.  Breakpoints that fall at the same time form a group;
+    the slope changes of a group are added four rows per walk over the neurons, the
+    last (up to) four in the same walk that advances the potentials to the next
+    group, in the order of the breakpoints, so every sum is the one a breakpoint-by-
+    breakpoint sweep computes.
     Twin: :func:`stidi.reference.layer_forward_reference`.
     Chapter: book/02_pl_psp_neuron.md, eq-pl-crossing.
     """
@@ -287,25 +348,46 @@ def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slop
     p0 = 0
     p1 = 0
     p2 = 0
+    g0 = 0   # the group met last, not yet added to S: act_i[g0:p0], [g1:p1], [g2:p2]
+    g1 = 0
+    g2 = 0
     while True:
         b0 = act_t[p0] if p0 < n_act else np.inf
         b1 = act_t[p1] + tau1 if p1 < n_act else np.inf
         b2 = act_t[p2] + t12 if p2 < n_act else np.inf
-        if b0 <= b1 and b0 <= b2:
-            b, kind = b0, 0
-        elif b1 <= b2:
-            b, kind = b1, 1
-        else:
-            b, kind = b2, 2
+        b = min(b0, b1, b2)
         last = b >= t_max
         if last:
             b = t_max
-        dt = b - prev
-        if dt > 0.0:
+        n0 = p0 - g0
+        n1 = p1 - g1
+        n_pend = n0 + n1 + p2 - g2
+        if b > prev and n_pend > 0:
+            k = 0
+            while n_pend - k > 4:
+                ra, ca = _group_row(k, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2)
+                rb, cb = _group_row(k + 1, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2)
+                rc, cc = _group_row(k + 2, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2)
+                rd, cd = _group_row(k + 3, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2)
+                for j in range(n_out):
+                    S[j] = S[j] + WT[ra, j] * ca + WT[rb, j] * cb + WT[rc, j] * cc + WT[rd, j] * cd
+                k += 4
+            # the last one to four rows, padded with zero steps (S + 0 = S), and the advance
+            ra, ca = _group_row(k, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2)
+            rb, cb, rc, cc, rd, cd = ra, 0.0, ra, 0.0, ra, 0.0
+            if n_pend - k > 1:
+                rb, cb = _group_row(k + 1, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2)
+            if n_pend - k > 2:
+                rc, cc = _group_row(k + 2, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2)
+            if n_pend - k > 3:
+                rd, cd = _group_row(k + 3, n0, n1, g0, g1, g2, act_i, inv1, inv12, inv2)
+            dt = b - prev
             crossed = False
             if track_peak:
                 for j in range(n_out):
-                    v = V[j] + S[j] * dt
+                    s = S[j] + WT[ra, j] * ca + WT[rb, j] * cb + WT[rc, j] * cc + WT[rd, j] * cd
+                    S[j] = s
+                    v = V[j] + s * dt
                     V[j] = v
                     crossed |= v >= theta
                     up = v > vpeak_out[j]
@@ -313,7 +395,9 @@ def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slop
                     tpeak_out[j] = b if up else tpeak_out[j]
             else:
                 for j in range(n_out):
-                    v = V[j] + S[j] * dt
+                    s = S[j] + WT[ra, j] * ca + WT[rb, j] * cb + WT[rc, j] * cc + WT[rd, j] * cd
+                    S[j] = s
+                    v = V[j] + s * dt
                     V[j] = v
                     crossed |= v >= theta
             if crossed:
@@ -331,24 +415,16 @@ def _sweep_sorted(n_act, act_t, act_i, WT, theta, tau1, tau2, t_max, t_out, slop
                         remaining -= 1
                 if remaining == 0:
                     return
-            prev = b
+            g0, g1, g2 = p0, p1, p2
+        prev = b if b > prev else prev
         if last:
             return
-        if kind == 0:
-            r = act_i[p0]
+        while p0 < n_act and act_t[p0] == b:
             p0 += 1
-            for j in range(n_out):
-                S[j] += WT[r, j] * inv1
-        elif kind == 1:
-            r = act_i[p1]
+        while p1 < n_act and act_t[p1] + tau1 == b:
             p1 += 1
-            for j in range(n_out):
-                S[j] -= WT[r, j] * inv12
-        else:
-            r = act_i[p2]
+        while p2 < n_act and act_t[p2] + t12 == b:
             p2 += 1
-            for j in range(n_out):
-                S[j] += WT[r, j] * inv2
 
 
 @njit

@@ -83,6 +83,43 @@ def test_kernel_matches_twin_random(seed, integer):
     assert (got[0] < TMAX).any() and (got[0] == TMAX).any()  # both regimes exercised
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_kernel_matches_twin_many_inputs_with_ties(seed):
+    """Beyond 96 active inputs the kernel sorts by radix; integer times give groups of many
+    equal breakpoints (onsets, peaks and ends at the same time, added four rows per walk)."""
+    rng = np.random.default_rng(100 + seed)
+    t, W = random_case(rng, batch=4, n_in=300, n_out=40, silent_frac=0.2, integer=True)
+    t[:, :20] = 0.0                                   # a group of 20 onsets at t = 0
+    t[:, 20:40] = 40.0 - TAU1                         # onsets whose peaks meet other onsets
+    W *= 0.1
+    theta = 0.8
+    got = layer_forward(t, W, theta, TAU1, TAU2, TMAX)
+    want = ref.layer_forward_reference(t, W, theta, TAU1, TAU2, TMAX)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-9)
+    assert (got[0] < TMAX).any() and (got[0] == TMAX).any()
+    # first_spike_times skips the peak bookkeeping and gives the same times
+    np.testing.assert_array_equal(stidi.first_spike_times(t, W, theta, TAU1, TAU2, TMAX), got[0])
+
+
+@pytest.mark.parametrize("n", [97, 150, 1000])
+def test_radix_sort_matches_stable_argsort(n):
+    from stidi.neuron import _radix_sort_times
+    rng = np.random.default_rng(n)
+    t = np.floor(rng.uniform(0, 30, n)) * rng.choice([1.0, 0.37], n)   # many ties
+    t[:5] = 0.0
+    t[5] = -0.0
+    t[6:9] = rng.uniform(1e-300, 1e-200, 3)                               # tiny, subnormal-adjacent
+    t[9] = 255.999
+    idx = rng.permutation(n) + 1000
+    act_t, act_i = t.copy(), idx.copy()
+    _radix_sort_times(act_t, act_i, n)
+    order = np.argsort(t, kind="stable")
+    np.testing.assert_array_equal(act_i, idx[order])
+    np.testing.assert_array_equal(act_t, t[order])
+    assert not np.signbit(act_t).any()
+
+
 def test_single_input_vector_returns_vector():
     rng = np.random.default_rng(1)
     t, W = random_case(rng, batch=1)
