@@ -200,9 +200,11 @@ RUNS: tuple[Run, ...] = (
                   note="92.8 minus the stated drop of about 0.8 points", derived=True)),
 )
 
-#: (real-weight run, binary-weight run) pairs for the binarisation drop.
-BINARY_PAIRS = (("conv-mnist", "conv-binary-mnist"),
-                ("conv-fashion-mnist", "conv-binary-fashion-mnist"))
+#: (real-weight twin, binary-weight run) pairs for the binarisation drop.  The twin is the
+#: binary run's network and settings with real weights (``<binary run>-real.json``), which
+#: need not be the most accurate real-weight network of the table.
+BINARY_PAIRS = (("conv-binary-mnist-real", "conv-binary-mnist"),
+                ("conv-binary-fashion-mnist-real", "conv-binary-fashion-mnist"))
 
 
 def _check_report(report: dict, path: Path) -> dict:
@@ -328,25 +330,31 @@ def binary_drop_table(results_dir: str | Path | None = None, runs: tuple[Run, ..
                       pairs=BINARY_PAIRS) -> pd.DataFrame:
     """Test accuracy lost by binarising the weights: published against ours (points).
 
-    Also the weight memory (``weight_bytes`` / 1000) and the synaptic operations
+    Each binary run is compared with its real-weight twin (:data:`BINARY_PAIRS`), the same
+    architecture and settings with real weights; reports of different architectures raise
+    ``ValueError``.  Also the weight memory (``weight_bytes`` / 1000) and the synaptic operations
     per test image (``synops_per_image``) of both networks, from the reports of
     convolutional runs (NaN where a report does not hold them).  When both runs
     were repeated over seeds (:func:`seed_repeats`), ``drop over seeds (points)``
     and ``drop sd (points)`` are the mean and sample sd of the per-seed drops over
     the seeds they share, and ``seeds`` their number (NaN otherwise).
     """
-    reports = load_reports(results_dir, runs)
     folder = _folder(results_dir)
     by_name = {run.name: run for run in runs}
     rows = []
     for real, binary in pairs:
-        dataset = by_name[real].dataset
-        r, b = reports.get(real), reports.get(binary)
+        dataset = by_name[binary].dataset
+        r, b = _checked_report(real, folder), _checked_report(binary, folder)
+        if r is not None and b is not None and r.get("architecture") != b.get("architecture"):
+            raise ValueError(f"{real}.json ({r.get('architecture')}) and {binary}.json "
+                             f"({b.get('architecture')}): a binarisation drop compares one network "
+                             "with itself")
         ours = (_percent(r["test_accuracy"]) - _percent(b["test_accuracy"])
                 if r is not None and b is not None else math.nan)
         paired = _paired_drops(real, binary, folder)
         rows.append({
             "dataset": dataset,
+            "architecture": "" if b is None else str(b.get("architecture", "")),
             "published drop (points)": PUBLISHED_BINARY_DROP[dataset],
             "real weights (%)": math.nan if r is None else _percent(r["test_accuracy"]),
             "binary weights (%)": math.nan if b is None else _percent(b["test_accuracy"]),
@@ -361,6 +369,12 @@ def binary_drop_table(results_dir: str | Path | None = None, runs: tuple[Run, ..
             "status": "run" if r is not None and b is not None else NOT_RUN,
         })
     return pd.DataFrame(rows).set_index("dataset")
+
+
+def _checked_report(name: str, folder) -> dict | None:
+    """Report ``name`` (``None`` when missing); a file that is not a training report raises."""
+    report = load_report(name, folder)
+    return None if report is None else _check_report(report, report_path(name, folder))
 
 
 def _paired_drops(real: str, binary: str, folder) -> pd.Series:

@@ -75,7 +75,7 @@ def _compare_table(table, results_dir: Path) -> int:
 
 def _compare_drops(drops, results_dir: Path) -> None:
     for real, binary in rt.BINARY_PAIRS:
-        dataset = {run.name: run for run in rt.RUNS}[real].dataset
+        dataset = {run.name: run for run in rt.RUNS}[binary].dataset
         row = drops.loc[dataset]
         assert row["published drop (points)"] == rt.PUBLISHED_BINARY_DROP[dataset]
         pr, pb = results_dir / f"{real}.json", results_dir / f"{binary}.json"
@@ -137,7 +137,7 @@ def _fake_report(name: str, seed: int) -> dict:
                 "train_hidden_silent_fraction": [rnd.random(), rnd.random()], "seconds": rnd.random()}
                for e in range(epochs)]
     return {
-        "dataset": name, "model": "conv" if "conv" in name else "fc", "architecture": f"arch-{seed}",
+        "dataset": name, "model": "conv" if "conv" in name else "fc", "architecture": "arch-" + name.replace("binary-", "").replace("-real", ""),
         "test_accuracy": rnd.random(), "test_accuracy_no_fallback": rnd.random(),
         "val_accuracy": rnd.random(), "best_epoch": rnd.randint(1, epochs), "epochs": epochs,
         "train_seconds": 1000 * rnd.random(), **({"n_test": rnd.randint(100, 10000)} if seed % 2 else {}), "command": f"python -m stidi train --fake {seed}",
@@ -153,14 +153,16 @@ def _fake_report(name: str, seed: int) -> dict:
     (),
     ("fc-mnist",),
     ("conv-mnist", "conv-binary-mnist", "fc-fashion-mnist"),
-    tuple(run.name for run in rt.RUNS),
+    ("conv-binary-mnist-real", "conv-binary-mnist", "conv-fashion-mnist"),
+    tuple(run.name for run in rt.RUNS) + tuple(real for real, _ in rt.BINARY_PAIRS),
 ])
 def test_table_matches_fake_results(tmp_path, present):
     for seed, name in enumerate(present):
         (tmp_path / f"{name}.json").write_text(json.dumps(_fake_report(name, seed)))
     table = rt.build_table(tmp_path)
-    assert _compare_table(table, tmp_path) == len(present)
-    assert (table.status == "run").sum() == len(present)
+    in_table = [name for name in present if name in {run.name for run in rt.RUNS}]
+    assert _compare_table(table, tmp_path) == len(in_table)
+    assert (table.status == "run").sum() == len(in_table)
     _compare_drops(rt.binary_drop_table(tmp_path), tmp_path)
     _compare_curves(rt.learning_curves(tmp_path), tmp_path)
 
@@ -194,12 +196,12 @@ def test_results_dir_order(tmp_path, monkeypatch):
     (tmp_path / "fc-mnist.json").write_text(json.dumps(_fake_report("fc-mnist", 5)))
     monkeypatch.setenv(rt.ENV_VAR, str(tmp_path))
     assert rt.results_dir() == tmp_path
-    assert rt.load_report("fc-mnist")["architecture"] == "arch-5"
+    assert rt.load_report("fc-mnist")["command"].endswith("--fake 5")
     assert rt.load_report("conv-mnist") is None
     with pytest.raises(FileNotFoundError, match="conv-mnist.json"):
         rt.load_report("conv-mnist", required=True)
     assert rt.available_reports() == ["fc-mnist"]
-    assert rt.build_table().loc["fc-mnist", "architecture"] == "arch-5"
+    assert rt.build_table().loc["fc-mnist", "command"].endswith("--fake 5")
     monkeypatch.setenv(rt.ENV_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="STIDI_RESULTS"):
         rt.results_dir()
@@ -367,7 +369,7 @@ def test_seed_repeats_enter_the_table(tmp_path):
 
 
 def test_binary_drop_over_the_seeds_both_runs_share(tmp_path):
-    for name, tests in (("conv-mnist", {0: 0.97, 1: 0.975, 2: 0.972}),
+    for name, tests in (("conv-binary-mnist-real", {0: 0.97, 1: 0.975, 2: 0.972}),
                         ("conv-binary-mnist", {0: 0.94, 1: 0.935, 3: 0.9})):
         (tmp_path / f"{name}.json").write_text(json.dumps(_seed_report(0, tests[0], 0.5)))
         folder = tmp_path / rt.SEEDS_FOLDER / name
@@ -380,3 +382,20 @@ def test_binary_drop_over_the_seeds_both_runs_share(tmp_path):
     assert row["drop over seeds (points)"] == pytest.approx(np.mean(drops))
     assert row["drop sd (points)"] == pytest.approx(np.std(drops, ddof=1))
     assert math.isnan(rt.binary_drop_table(tmp_path).loc["Fashion-MNIST", "seeds"])
+
+
+def test_binary_drop_compares_one_architecture_with_itself(tmp_path):
+    """The drop is taken against the binary network's real-weight twin, never against
+    the (possibly wider) network of the real-weight row."""
+    real = _fake_report("conv-binary-mnist-real", 1)
+    binary = _fake_report("conv-binary-mnist", 2)
+    wider = {**_fake_report("conv-mnist", 3), "architecture": "arch-wider"}
+    for name, report in (("conv-binary-mnist-real", real), ("conv-binary-mnist", binary),
+                         ("conv-mnist", wider)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(report))
+    row = rt.binary_drop_table(tmp_path).loc["MNIST"]
+    assert row["real weights (%)"] == pytest.approx(100 * real["test_accuracy"])
+    assert row["our drop (points)"] == pytest.approx(100 * (real["test_accuracy"] - binary["test_accuracy"]))
+    (tmp_path / "conv-binary-mnist-real.json").write_text(json.dumps({**real, "architecture": "arch-other"}))
+    with pytest.raises(ValueError, match="compares one network with itself"):
+        rt.binary_drop_table(tmp_path)
