@@ -102,12 +102,18 @@ def _forward_sample(x, Wf, desc, w_off, a_off, thetas, neuron, sc, track_all):
         if kind == LayerKind.POOL:
             _pool_forward(sc.t[a0:a1], sc.slope[a0:a1], sc.vpk[a0:a1], sc.tpk[a0:a1], desc[l],
                           sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc.win[a1:a2])
+        elif kind == LayerKind.CONV and track:
+            _conv_forward(sc.t[a0:a1], _block(Wf, desc, w_off, l), desc[l], thetas[l], neuron,
+                          sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc, True)
         elif kind == LayerKind.CONV:
             _conv_forward(sc.t[a0:a1], _block(Wf, desc, w_off, l), desc[l], thetas[l], neuron,
-                          sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc, track)
+                          sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc, False)
+        elif track:
+            _dense_forward(sc.t[a0:a1], _block(Wf, desc, w_off, l), thetas[l], neuron,
+                           sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc, True)
         else:
             _dense_forward(sc.t[a0:a1], _block(Wf, desc, w_off, l), thetas[l], neuron,
-                           sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc, track)
+                           sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc, False)
 
 
 @njit

@@ -309,7 +309,10 @@ def test_binary_forward_equals_real_forward_with_signed_weights(subset):
     # and by hand with the public kernels
     T = stidi.encode(X[100:110]).reshape(10, 1, 28, 28)
     t1 = conv.conv_forward(T, fw[0], 1.0, b.tau1, b.tau2, b.t_max)[0]
-    np.testing.assert_array_equal(t1, tb[1][:10])
+    # the public kernel and the network's forward pass are compiled separately (the network
+    # specialises the peak bookkeeping away), so the last bits of a spike time may differ
+    np.testing.assert_allclose(t1, tb[1][:10], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(t1 < b.t_max, tb[1][:10] < b.t_max)
     cost_b, cost_r = b.cost_report(X[:50]), r.cost_report(X[:50])
     assert cost_b["bits_per_synapse"] == 1 and cost_r["bits_per_synapse"] == 64
     assert cost_b["op_kind"] == "add" and cost_r["op_kind"] == "mac"
