@@ -608,35 +608,53 @@ class SpikingClassifier(ScoringMixin):
         return np.ascontiguousarray(forward_weights(W, self.arch_.offsets()[1], self.alpha_))
 
     # ------------------------------------------------------------------ forward
-    def _forward(self, T: np.ndarray, chunk: int = 4096):
+    def _forward(self, T: np.ndarray, all_layers: bool = True, chunk: int = 4096,
+                 buffer_values: int = 2 ** 25):
+        """Spike times of every layer (``all_layers``) or of the output layer only, and the
+        output layer's crossing slopes and peak potentials, one row per sample.
+
+        The network runs over shares of the samples whose full state (three values per
+        unit) fits in ``buffer_values`` floats, so memory grows with the samples only
+        through what is kept.
+        """
         a_off, w_off = self.arch_.offsets()
         desc = self.arch_.descriptor()
         Wf = self._forward_weights()
         neuron = self._neuron()
-        out = np.empty((3, T.shape[0], int(a_off[-1])))
+        n, width = T.shape[0], int(a_off[-1])
+        o = slice(int(a_off[-2]), width)
+        times = np.empty((n, width if all_layers else o.stop - o.start))
+        slope = np.empty((n, o.stop - o.start))
+        vpk = np.empty((n, o.stop - o.start))
+        share = max(16, min(chunk, buffer_values // (3 * width)))
+        buf = np.empty((3, min(share, n), width))
         with _threads(self.n_jobs):
-            for s in range(0, T.shape[0], chunk):
-                e = min(s + chunk, T.shape[0])
+            for s in range(0, n, share):
+                e = min(s + share, n)
+                k = e - s
                 forward_network(T[s:e], Wf, desc, w_off, a_off, self.thetas_, neuron,
-                                out[0, s:e], out[1, s:e], out[2, s:e])
-        return out[0], out[1], out[2]
+                                buf[0, :k], buf[1, :k], buf[2, :k])
+                times[s:e] = buf[0, :k] if all_layers else buf[0, :k, o]
+                slope[s:e] = buf[1, :k, o]
+                vpk[s:e] = buf[2, :k, o]
+        return times, slope, vpk
 
-    def _decide(self, t_all, slope, vpk, fallback=True):
-        a = self.arch_.offsets()[0]
-        o = slice(int(a[-2]), int(a[-1]))
-        n = t_all.shape[0]
+    def _decide(self, t_out, slope, vpk, fallback=True):
+        """Decisions from the output layer's spike times, slopes and peaks (``(n, classes)`` each)."""
+        n = t_out.shape[0]
         pred = np.empty(n, dtype=np.int64)
         tied = np.empty(n, dtype=np.bool_)
         with _threads(self.n_jobs):
-            decide_batch(np.ascontiguousarray(t_all[:, o]), np.ascontiguousarray(slope[:, o]),
-                         np.ascontiguousarray(vpk[:, o]), float(self.t_max), bool(fallback), pred, tied)
+            decide_batch(np.ascontiguousarray(t_out), np.ascontiguousarray(slope),
+                         np.ascontiguousarray(vpk), float(self.t_max), bool(fallback), pred, tied)
         return pred, tied
 
     def _evaluate_times(self, T: np.ndarray, y: np.ndarray) -> dict:
         t_all, slope, vpk = self._forward(T)
-        pred, tied = self._decide(t_all, slope, vpk)
         a = self.arch_.offsets()[0]
-        silent = np.all(t_all[:, int(a[-2]):int(a[-1])] >= self.t_max, axis=1)
+        t_out = t_all[:, int(a[-2]):int(a[-1])]
+        pred, tied = self._decide(t_out, slope, vpk)
+        silent = np.all(t_out >= self.t_max, axis=1)
         res = {
             "accuracy": float(np.mean(pred == y)),
             "accuracy_no_fallback": float(np.mean(np.where(silent, -1, pred) == y)),
@@ -873,7 +891,7 @@ class SpikingClassifier(ScoringMixin):
         for other labels, with ``None`` instead of -1).
         """
         self._check_fitted()
-        pred, _ = self._decide(*self._forward(self._times(X)), fallback=fallback)
+        pred, _ = self._decide(*self._forward(self._times(X), all_layers=False), fallback=fallback)
         if fallback:
             return self.classes_[pred]
         dt = self.classes_.dtype

@@ -388,3 +388,23 @@ def test_flip_bad_settings_are_one_clear_error(kw, message):
     X = np.random.default_rng(0).random((20, 72))
     with pytest.raises(ValueError, match=message):
         SpikingClassifier(**{"epochs": 1, "init_samples": 10, **kw}).fit(X, np.arange(20) % 2)
+
+
+def test_forward_in_small_shares_keeps_only_what_is_asked(subset):
+    """The network runs over shares of samples whose full state fits the buffer; the result
+    does not depend on the share size, and predictions keep only the output layer."""
+    X, y = subset[0][:120], subset[1][:120]
+    clf = SpikingClassifier("28x28-4C5-P2-10", epochs=1, init_samples=30, random_state=0).fit(X[:80], y[:80])
+    T = clf._times(X[80:])
+    a = clf.arch_.offsets()[0]
+    whole = clf._forward(T)
+    width = int(a[-1])
+    for values in (3 * width * 16, 3 * width * 17 + 1):      # shares of 16 and 17 samples
+        part = clf._forward(T, buffer_values=values)
+        for w, p in zip(whole, part):
+            np.testing.assert_array_equal(w, p)
+    assert whole[0].shape == (40, width) and whole[1].shape == whole[2].shape == (40, 10)
+    out = clf._forward(T, all_layers=False)
+    np.testing.assert_array_equal(out[0], whole[0][:, int(a[-2]):])
+    np.testing.assert_array_equal(clf.predict(X[80:]),
+                                  clf.classes_[clf._decide(*out)[0]])
