@@ -217,16 +217,15 @@ def layer_forward(t_in, W, theta, tau1, tau2, t_max):
         Time of that peak (equal to :math:`t_j` for neurons that fired,
         ``t_max`` when the potential never rose above 0).
     """
+    return _layer_outputs(t_in, W, theta, tau1, tau2, t_max, True)
+
+
+def _layer_outputs(t_in, W, theta, tau1, tau2, t_max, track_peak):
+    """Checked arguments, the batch sweep, and ``(t, slope, v_peak, t_peak)`` shaped like ``t_in``."""
     T, WT, theta, tau1, tau2, t_max, single = _prepare(t_in, W, theta, tau1, tau2, t_max)
-    shape = (T.shape[0], WT.shape[1])
-    t_out = np.empty(shape)
-    slope = np.empty(shape)
-    vpeak = np.empty(shape)
-    tpeak = np.empty(shape)
-    _forward_batch(T, WT, theta, tau1, tau2, t_max, t_out, slope, vpeak, tpeak)
-    if single:
-        return t_out[0], slope[0], vpeak[0], tpeak[0]
-    return t_out, slope, vpeak, tpeak
+    outs = [np.empty((T.shape[0], WT.shape[1])) for _ in range(4)]
+    _forward_batch(T, WT, theta, tau1, tau2, t_max, *outs, int(Psp.TRIANGLE), 0.0, track_peak)
+    return tuple(o[0] for o in outs) if single else tuple(outs)
 
 
 def step_forward(t_in, W, theta, t_max, delay=0.0):
@@ -287,7 +286,4 @@ def first_spike_times(t_in, W, theta, tau1, tau2, t_max):
     ...                         theta=1.0, tau1=10.0, tau2=20.0, t_max=100.0)
     array([7.5])
     """
-    T, WT, theta, tau1, tau2, t_max, single = _prepare(t_in, W, theta, tau1, tau2, t_max)
-    outs = [np.empty((T.shape[0], WT.shape[1])) for _ in range(4)]
-    _forward_batch(T, WT, theta, tau1, tau2, t_max, *outs, int(Psp.TRIANGLE), 0.0, False)
-    return outs[0][0] if single else outs[0]
+    return _layer_outputs(t_in, W, theta, tau1, tau2, t_max, False)[0]

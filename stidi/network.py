@@ -102,6 +102,8 @@ def _forward_sample(x, Wf, desc, w_off, a_off, thetas, neuron, sc, track_all):
         if kind == LayerKind.POOL:
             _pool_forward(sc.t[a0:a1], sc.slope[a0:a1], sc.vpk[a0:a1], sc.tpk[a0:a1], desc[l],
                           sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc.win[a1:a2])
+        # the peak flag is passed as a literal, one call per value: the compiled kernels are
+        # then specialised to it (a flag read at run time made the conv layer ~25 % slower)
         elif kind == LayerKind.CONV and track:
             _conv_forward(sc.t[a0:a1], _block(Wf, desc, w_off, l), desc[l], thetas[l], neuron,
                           sc.t[a1:a2], sc.slope[a1:a2], sc.vpk[a1:a2], sc.tpk[a1:a2], sc, True)

@@ -223,14 +223,7 @@ def load_reports(results_dir: str | Path | None = None,
     silently become "not run").
     """
     folder = _folder(results_dir)
-    out: dict[str, dict | None] = {}
-    for run in runs:
-        path = folder / f"{run.name}.json"
-        if path.is_file():
-            out[run.name] = _check_report(json.loads(path.read_text(encoding="utf-8")), path)
-        else:
-            out[run.name] = None
-    return out
+    return {run.name: _checked_report(run.name, folder) for run in runs}
 
 
 def _percent(value) -> float:

@@ -318,10 +318,14 @@ def test_bump_cap_bounds_the_doublings(per_unit):
     np.testing.assert_allclose(arch.layer_view(free, 0)[:, 0], 0.2 * 15)
 
 
+# hidden units mostly inhibitory: a changing few of them are silent in each window
+_BUMPED = dict(arch="784-32-10", epochs=1, random_state=2, init_samples=50, dead_threshold=0.0,
+               init_range=[(-1.0, 0.0), (-0.5, 1.0)], bump=0.05, bump_every=20)
+
+
 def test_bump_cap_in_the_estimator(subset):
     X, y = subset[0][:300], subset[1][:300]
-    kw = dict(arch="784-32-10", epochs=1, random_state=2, init_samples=50, dead_threshold=0.0,
-              init_range=[(-1.0, 0.0), (-0.5, 1.0)], bump=0.05, bump_every=20)
+    kw = _BUMPED
     free = SpikingClassifier(**kw).fit(X, y)
     capped = SpikingClassifier(bump_cap=0, **kw).fit(X, y)
     assert capped.history_[0]["bumped"] > 0
@@ -332,9 +336,7 @@ def test_bump_cap_in_the_estimator(subset):
 
 def test_bump_doubling_modes_differ_in_the_estimator(subset):
     X, y = subset[0][:300], subset[1][:300]
-    # hidden units mostly inhibitory: a changing few of them are silent in each window
-    kw = dict(arch="784-32-10", epochs=1, random_state=2, init_samples=50, dead_threshold=0.0,
-              init_range=[(-1.0, 0.0), (-0.5, 1.0)], bump=0.05, bump_every=20)
+    kw = _BUMPED
     layer = SpikingClassifier(**kw).fit(X, y)
     unit = SpikingClassifier(bump_doubling="unit", **kw).fit(X, y)
     assert layer.history_[0]["bumped"] > 0 and unit.history_[0]["bumped"] > 0
