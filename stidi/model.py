@@ -170,6 +170,13 @@ class SpikingClassifier(ScoringMixin):
         probability 1/2 (after the shift of ``augment``; same image requirements).
         Our addition, for data whose classes do not depend on the side, such as
         Fashion-MNIST's clothing (not for digits).
+    input_dropout : float, default 0
+        Every epoch, each input spike of each training image is removed (its
+        time set to ``t_max``) with this probability, independently (after
+        ``augment`` and ``flip``); evaluation sees every spike.  Our addition: the
+        dropout of Srivastava et al. (2014) applied to the input spikes, without
+        rescaling (a calibrated layer then fires slightly later in training than
+        at evaluation).  Any input layout.
     norm_floor : float, default 0
         With ``normalise``, the output error is divided by ``max(|e|, norm_floor)``
         and hidden errors get the same overall gain, so samples whose targets are
@@ -290,7 +297,8 @@ class SpikingClassifier(ScoringMixin):
                  lr_schedule: str = "exponential", lr_steps: int = 1,
                  conv_reduce: str = "sum", epochs: int = 10,
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
-                 augment: int = 0, flip: bool = False, norm_floor: float = 0.0, silent_target: str = "correct",
+                 augment: int = 0, flip: bool = False, input_dropout: float = 0.0,
+                 norm_floor: float = 0.0, silent_target: str = "correct",
                  silent_hidden: str = "none", alpha_lr: float = 0.0,
                  binary_backward: str = "real", binary_clip: float = 0.0,
                  init_range: tuple[float, float] = (-0.5, 1.0),
@@ -330,6 +338,7 @@ class SpikingClassifier(ScoringMixin):
         self.weight_decay = weight_decay
         self.augment = augment
         self.flip = flip
+        self.input_dropout = input_dropout
         self.norm_floor = norm_floor
         self.silent_target = silent_target
         self.silent_hidden = silent_hidden
@@ -479,6 +488,9 @@ class SpikingClassifier(ScoringMixin):
             if not isinstance(iw, (int, float, np.number)) or isinstance(iw, bool) \
                     or not 0 < iw <= t_max:
                 raise ValueError(f"input_window must be None or a number in (0, t_max], got {iw!r}")
+        p = self.input_dropout
+        if not isinstance(p, (int, float, np.number)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+            raise ValueError(f"input_dropout must be a number in [0, 1), got {p!r}")
         self._check_numbers((("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
                              ("binary_clip", 0.0), ("weight_decay", 0.0), ("beta", 0.0),
                              ("slope_floor", 0.0),
@@ -805,6 +817,8 @@ class SpikingClassifier(ScoringMixin):
             T = shift_images(T, shape, d[0], d[1], float(self.t_max))
         if shape is not None and self.flip:
             T = flip_images(T, shape, rng.random(T.shape[0]) < 0.5)
+        if float(self.input_dropout) > 0.0:
+            T = np.where(rng.random(T.shape) < float(self.input_dropout), float(self.t_max), T)
         a_off, w_off = self.arch_.offsets()
         stats = np.zeros(N_STATS)
         fire = np.zeros(int(a_off[-1]))

@@ -392,6 +392,47 @@ def test_flip_bad_settings_are_one_clear_error(kw, message):
         SpikingClassifier(**{"epochs": 1, "init_samples": 10, **kw}).fit(X, np.arange(20) % 2)
 
 
+def test_input_dropout_removes_training_spikes_only(subset):
+    """With ``input_dropout`` the training run differs and repeats itself with the same seed;
+    at 0 it is the plain run (the random stream is not touched), and evaluation never drops."""
+    X, y = subset[0][:150], subset[1][:150]
+    kw = dict(arch="784-16-10", epochs=1, random_state=4, init_samples=50)
+    plain = SpikingClassifier(**kw).fit(X, y)
+    np.testing.assert_array_equal(plain.W_, SpikingClassifier(input_dropout=0.0, **kw).fit(X, y).W_)
+    a = SpikingClassifier(input_dropout=0.2, **kw).fit(X, y)
+    b = SpikingClassifier(input_dropout=0.2, **kw).fit(X, y)
+    np.testing.assert_array_equal(a.W_, b.W_)
+    assert not np.array_equal(a.W_, plain.W_)
+    # evaluation is deterministic: the same predictions twice
+    np.testing.assert_array_equal(a.predict(X[:40]), a.predict(X[:40]))
+
+
+def test_input_dropout_thins_the_spikes_of_an_epoch(monkeypatch, subset):
+    """About the requested fraction of the training spikes reaches the network."""
+    import stidi.model as model_mod
+
+    X, y = subset[0][:200], subset[1][:200]
+    seen = []
+    real = model_mod.train_epoch_sgd
+
+    def spy(T, *args):
+        seen.append(np.count_nonzero(T < 256.0))
+        return real(T, *args)
+
+    monkeypatch.setattr(model_mod, "train_epoch_sgd", spy)
+    clf = SpikingClassifier("784-8-10", epochs=1, init_samples=50, random_state=0, input_dropout=0.3)
+    clf.fit(X, y)
+    total = np.count_nonzero(clf._times(X) < 256.0)
+    assert seen and abs(seen[0] / total - 0.7) < 0.02, (seen, total)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "0.2", True])
+def test_input_dropout_bad_values_are_one_clear_error(value):
+    X = np.random.default_rng(0).random((20, 72))
+    with pytest.raises(ValueError, match="input_dropout must be a number in"):
+        SpikingClassifier("72-4-2", epochs=1, init_samples=10, input_dropout=value).fit(X, np.arange(20) % 2)
+
+
 def test_forward_in_small_shares_keeps_only_what_is_asked(subset):
     """The network runs over shares of samples whose full state fits the buffer; the result
     does not depend on the share size, and predictions keep only the output layer."""
