@@ -45,9 +45,10 @@ BinaryBackward  REAL SIGN
 Psp             TRIANGLE STEP
 Init            CALIBRATED UNIFORM
 DecayEvery      UPDATE SAMPLE
+BinaryScale     LAYER UNIT
 """
 (LayerKind, Target, DtDv, HiddenError, Optimizer, Schedule, SilentTarget, SilentHidden, ConvReduce,
- BinaryBackward, Psp, Init, DecayEvery) = (_choice(*line.split(None, 1))
+ BinaryBackward, Psp, Init, DecayEvery, BinaryScale) = (_choice(*line.split(None, 1))
                                            for line in _CHOICES.strip().splitlines())
 Stat = IntEnum("Stat", "CORRECT CORRECT_STRICT OUT_SILENT TIES N", start=0, module=__name__)
 Stat.__doc__ = "Columns of the statistics vector the epoch kernels fill."
@@ -97,12 +98,13 @@ class Rule(NamedTuple):
     alpha_lr: float
     decay_every_sample: bool = False   # DecayEvery.SAMPLE: decay also after samples without error
     binary_clip: float = 0.0           # binary layers: real weights kept in [-c alpha_l, c alpha_l] (0: off)
+    binary_unit: bool = False          # BinaryScale.UNIT: alpha_l times each unit's relative mean |w|
 
 
 def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn", normalise=True,
               beta=1.0, slope_floor=1e-3, norm_floor=0.0, silent_target="correct",
               silent_hidden="none", conv_reduce="sum", weight_decay=0.0, binary_backward="real",
-              alpha_lr=0.0, decay_every="update", binary_clip=0.0) -> Rule:
+              alpha_lr=0.0, decay_every="update", binary_clip=0.0, binary_scale="layer") -> Rule:
     """A :class:`Rule` from option names (each checked, with a clear message)."""
     return Rule(float(gamma), int(Target.parse("target", target)), int(DtDv.parse("dtdv", dtdv)),
                 int(HiddenError.parse("hidden_error", hidden_error)), bool(normalise), float(beta),
@@ -112,4 +114,4 @@ def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn
                 ConvReduce.parse("conv_reduce", conv_reduce) == ConvReduce.MEAN, float(weight_decay),
                 BinaryBackward.parse("binary_backward", binary_backward) == BinaryBackward.SIGN,
                 float(alpha_lr), DecayEvery.parse("decay_every", decay_every) == DecayEvery.SAMPLE,
-                float(binary_clip))
+                float(binary_clip), BinaryScale.parse("binary_scale", binary_scale) == BinaryScale.UNIT)

@@ -98,14 +98,15 @@ def layer_range(init_range, l: int):
 
 
 def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuron: Neuron,
-                 rng: np.random.Generator, uniform: bool = False):
+                 rng: np.random.Generator, uniform: bool = False, binary_unit: bool = False):
     """Initial weights; returns ``(W, scales, alpha)`` (``alpha`` empty unless a layer is binary).
 
     ``medians[l]``, ``thetas[l]`` and ``binary[l]`` (or one ``binary`` for all) are
     indexed by layer (pooling entries unused).  ``alpha[l]`` is 0 for a layer with
     real weights in a partly binary network (:mod:`stidi.binary`).
     Calibrated (default) or, with ``uniform``, drawn from ``init_range`` as they are
-    (scales 1; binary networks need the calibration).
+    (scales 1; binary networks need the calibration).  With ``binary_unit`` a binary
+    layer's :math:`\alpha_l` is calibrated with the per-unit factors of :mod:`stidi.binary`.
     """
     desc = arch.descriptor()
     L = len(desc)
@@ -137,8 +138,11 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuro
             WT[...] = scales[l] * raw
             WT_f = WT
             if binary[l]:
-                alpha[l] = calibrated(np.sign(raw))
-                WT_f = alpha[l] * np.sign(raw)
+                signs = np.sign(raw)
+                if binary_unit:   # r_j: each column's mean |w| over the block's (stidi.binary)
+                    signs = signs * (np.abs(raw).mean(axis=0) / np.abs(raw).mean())
+                alpha[l] = calibrated(signs)
+                WT_f = alpha[l] * signs
         t_prev = np.ascontiguousarray(layer_times(desc[l], t_prev, WT_f, thetas[l], neuron))
     return W, scales, alpha
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import _io
 from ._estimator import ScoringMixin
-from ._codes import (N_STATS, DtDv, HiddenError, Init, LayerKind, Neuron, Optimizer, Psp,
+from ._codes import (N_STATS, Col, DtDv, HiddenError, Init, LayerKind, Neuron, Optimizer, Psp,
                      Schedule, Stat, make_rule)
 from .architecture import parse_architecture
 from .binary import forward_weights
@@ -197,6 +197,11 @@ class SpikingClassifier(ScoringMixin):
         Binary layers only: after every update their real weights are clipped to
         :math:`[-c\,\alpha_l, c\,\alpha_l]` with ``c = binary_clip`` (0: no clipping,
         as in BS4NN), so signs keep changing late in training (:mod:`stidi.binary`).
+    binary_scale : {"layer", "unit"}, default "layer"
+        Binary layers only: one scale :math:`\alpha_l` per layer (BS4NN), or
+        :math:`\alpha_l r_j` per unit (neuron or filter) with :math:`r_j` the mean
+        magnitude of the unit's real weights relative to the layer's, recomputed with
+        the signs (our option, after XNOR-Net's per-filter scales; :mod:`stidi.binary`).
     init : {"calibrated", "uniform"}, default "calibrated"
         ``"calibrated"``: weights start as ``U(low, high) * s_l`` with ``s_l`` calibrated
         on data (``init_median``).  ``"uniform"`` (S4NN's scheme): ``U(low, high)`` in
@@ -300,7 +305,7 @@ class SpikingClassifier(ScoringMixin):
                  augment: int = 0, flip: bool = False, input_dropout: float = 0.0,
                  norm_floor: float = 0.0, silent_target: str = "correct",
                  silent_hidden: str = "none", alpha_lr: float = 0.0,
-                 binary_backward: str = "real", binary_clip: float = 0.0,
+                 binary_backward: str = "real", binary_clip: float = 0.0, binary_scale: str = "layer",
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  bump: float = 0.0, bump_every: int = 500, bump_doubling: str = "layer",
@@ -345,6 +350,7 @@ class SpikingClassifier(ScoringMixin):
         self.alpha_lr = alpha_lr
         self.binary_backward = binary_backward
         self.binary_clip = binary_clip
+        self.binary_scale = binary_scale
         self.init_range = init_range
         self.init_median = init_median
         self.init_samples = init_samples
@@ -513,7 +519,8 @@ class SpikingClassifier(ScoringMixin):
                          silent_target=self.silent_target, silent_hidden=self.silent_hidden,
                          conv_reduce=self.conv_reduce, weight_decay=self.weight_decay,
                          binary_backward=self.binary_backward, alpha_lr=self.alpha_lr,
-                         decay_every=self.decay_every, binary_clip=self.binary_clip)
+                         decay_every=self.decay_every, binary_clip=self.binary_clip,
+                         binary_scale=self.binary_scale)
         optimizer = int(Optimizer.parse("optimizer", self.optimizer))
         binary_full = np.zeros(L, dtype=bool)
         binary_full[wl] = binary
@@ -617,7 +624,9 @@ class SpikingClassifier(ScoringMixin):
 
     def _forward_weights(self, W=None) -> np.ndarray:
         W = self.W_ if W is None else W
-        return np.ascontiguousarray(forward_weights(W, self.arch_.offsets()[1], self.alpha_))
+        unit = self.binary_scale == "unit"
+        n_out = self.arch_.descriptor()[:, Col.F]
+        return np.ascontiguousarray(forward_weights(W, self.arch_.offsets()[1], self.alpha_, n_out, unit))
 
     # ------------------------------------------------------------------ forward
     def _forward(self, T: np.ndarray, all_layers: bool = True, chunk: int = 4096,
@@ -778,7 +787,8 @@ class SpikingClassifier(ScoringMixin):
             else:
                 self.W_, self.scales_, self.alpha_ = init_weights(
                     arch, T[: int(self.init_samples)], cfg["medians"], cfg["thetas"], cfg["init_ranges"],
-                    cfg["binary"], cfg["neuron"], rng, uniform=cfg["uniform"])
+                    cfg["binary"], cfg["neuron"], rng, uniform=cfg["uniform"],
+                    binary_unit=cfg["rule"].binary_unit)
                 self.history_ = []
                 self.m1_ = np.zeros_like(self.W_)
                 self.m2_ = np.zeros_like(self.W_)

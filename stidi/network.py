@@ -220,7 +220,7 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
                 for l in range(L):
                     _decay_layer(W, w_off, l, 1.0 - lrs[l] * rule.weight_decay)
                     if binary and alpha[l] == 0.0:
-                        _refresh_binary(W, Wf, w_off, alpha, l)
+                        _refresh_binary(W, Wf, w_off, alpha, l, desc[l, Col.F], rule.binary_unit)
             continue
         for l in range(L - 1, -1, -1):
             if desc[l, Col.KIND] == LayerKind.POOL:
@@ -235,7 +235,7 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
                     _alpha_step(alpha, l, rule.alpha_lr, da / -lrs[l])
                 if lrs[l] > 0.0:
                     _clip_binary(W, w_off, alpha, l, rule.binary_clip)
-                _refresh_binary(W, Wf, w_off, alpha, l)
+                _refresh_binary(W, Wf, w_off, alpha, l, desc[l, Col.F], rule.binary_unit)
 
 
 @njit(parallel=True)
@@ -329,7 +329,7 @@ def train_epoch_batch(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs
                     _alpha_step(alpha, l, rule.alpha_lr, direction[l])
                 if lrs[l] > 0.0:
                     _clip_binary(W, w_off, alpha, l, rule.binary_clip)
-                _refresh_binary(W, Wf, w_off, alpha, l)
+                _refresh_binary(W, Wf, w_off, alpha, l, desc[l, Col.F], rule.binary_unit)
     return step
 
 

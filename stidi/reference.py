@@ -45,6 +45,7 @@ __all__ = [
     "train_step_conv_reference",
     "batch_step_reference",
     "step_forward_reference",
+    "binary_forward_reference",
 ]
 
 
@@ -288,14 +289,33 @@ def network_forward_reference(x, arch, weights, thetas, tau1, tau2, t_max):
     return out
 
 
+def binary_forward_reference(w, alpha_l, binary_scale="layer"):
+    r"""Forward weights of one binary layer in the public layout (units on the first axis):
+    :math:`\alpha_l\,\mathrm{sign}(w)`, or with ``binary_scale="unit"``
+    :math:`\alpha_l r_j\,\mathrm{sign}(w_{j\cdot})`, :math:`r_j` the unit's mean :math:`|w|` over
+    the layer's (1 if all weights are 0); ``w`` itself when ``alpha_l`` is 0.
+
+    Twin of :func:`stidi.binary._refresh_binary`. Chapter: book/07_binary.md, eq-bin-forward.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    if alpha_l == 0:
+        return w.copy()
+    if binary_scale == "layer":
+        return alpha_l * np.sign(w)
+    per_unit = np.abs(w).reshape(w.shape[0], -1).mean(axis=1)
+    total = np.abs(w).mean()
+    r = per_unit / total if total > 0 else np.ones(w.shape[0])
+    return (alpha_l * r).reshape((-1,) + (1,) * (w.ndim - 1)) * np.sign(w)
+
+
 def _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, *, alpha=None,
                 target="relative", dtdv="linear", hidden_error="s4nn", normalise=True, beta=1.0,
                 slope_floor=1e-3, conv_reduce="sum", silent_target="correct", silent_hidden="none",
-                norm_floor=0.0, binary_backward="real"):
+                norm_floor=0.0, binary_backward="real", binary_scale="layer"):
     r"""Per-layer update directions :math:`D_l = \sum e\,g\,\varepsilon` of one sample (``None`` for
     pooling) and the binary-scale directions; the step is :math:`W_l - \eta_l D_l`."""
     L = len(arch.layers)
-    fwd = [None if w is None else (w if alpha is None or alpha[l] == 0 else alpha[l] * np.sign(w))
+    fwd = [None if w is None else (w if alpha is None else binary_forward_reference(w, alpha[l], binary_scale))
            for l, w in enumerate(weights)]
     back = fwd if (alpha is not None and binary_backward == "sign") else weights
     f = network_forward_reference(x, arch, fwd, thetas, tau1, tau2, t_max)
@@ -429,7 +449,7 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     ``rule`` takes the options of :class:`stidi.SpikingClassifier` that shape the rule
     (``target``, ``dtdv``, ``hidden_error``, ``normalise``, ``beta``, ``slope_floor``,
     ``conv_reduce``, ``silent_target``, ``silent_hidden``, ``norm_floor``,
-    ``binary_backward``).  With ``alpha``, returns ``(weights, alpha)``.
+    ``binary_backward``, ``binary_scale``).  With ``alpha``, returns ``(weights, alpha)``.
     """
     arch = _as_arch(arch)
     D, dalpha = _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, alpha=alpha, **rule)

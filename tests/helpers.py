@@ -16,7 +16,9 @@ def kernel_epoch(X, y, arch, weights, thetas, lrs, tau=(16.0, 64.0, 100.0), *, a
     a_off, w_off = a.offsets()
     W = a.pack(weights)
     al = np.empty(0) if alpha is None else np.array(alpha, dtype=np.float64)
-    Wf = np.ascontiguousarray(forward_weights(W, w_off, al)) if alpha is not None else W
+    unit = rule.get("binary_scale", "layer") == "unit"
+    Wf = np.ascontiguousarray(forward_weights(W, w_off, al, a.descriptor()[:, 4], unit)) \
+        if alpha is not None else W
     rule.setdefault("gamma", 3.0)
     order = np.arange(len(y)) if order is None else order
     args = (np.ascontiguousarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64), order, W, Wf, al,

@@ -244,6 +244,24 @@ def test_binary_clip_bounds_the_real_weights_of_binary_layers(subset):
         SpikingClassifier(binary_clip=-1.0, **kw).fit(X, y)
 
 
+def test_binary_unit_scale_gives_each_unit_its_own_magnitude(subset):
+    """With ``binary_scale="unit"`` the forward weights of a binary layer take one magnitude per
+    unit, alpha_l times the unit's mean |w| over the layer's; the calibration still sets the
+    median first spike; the default is one magnitude per layer; a bad name is one clear error."""
+    X, y = subset[0][:150], subset[1][:150]
+    kw = dict(arch="784-16-10", binary=True, epochs=1, random_state=3, init_samples=50)
+    clf = SpikingClassifier(binary_scale="unit", **kw).fit(X, y)
+    Wf, W = clf.forward_coefs_[0], clf.coefs_[0]
+    mags = np.abs(Wf).max(axis=1)
+    assert np.unique(np.round(mags, 12)).size == 16
+    np.testing.assert_allclose(mags, clf.alpha_[0] * np.abs(W).mean(axis=1) / np.abs(W).mean(), rtol=1e-12)
+    np.testing.assert_array_equal(np.sign(Wf), np.sign(W))
+    layer = SpikingClassifier(**kw).fit(X, y)
+    assert np.unique(np.abs(layer.forward_coefs_[0][layer.forward_coefs_[0] != 0])).size == 1
+    with pytest.raises(ValueError, match="binary_scale must be one of"):
+        SpikingClassifier(binary_scale="channel", **kw).fit(X, y)
+
+
 def test_bump_wakes_a_silent_hidden_layer(subset):
     """A hidden layer drawn all inhibitory never fires and never learns; weight bumping
     raises its weights until its units fire.  ``bump=0`` changes nothing."""

@@ -105,6 +105,54 @@ def test_binary_step_with_alpha_matches_twin(arch, backward, partly):
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("alpha_lr", [0.0, 0.05])
+def test_binary_unit_scale_step_matches_twin(arch, alpha_lr):
+    """``binary_scale="unit"``: every unit's sign weights are scaled by its relative mean |w|,
+    recomputed after each update; a partly binary network keeps its real layer as it is."""
+    a, rng, L, thetas, lrs = setup(arch, f"unit{alpha_lr}")
+    compared = 0
+    for _ in range(24):
+        x, label = maps(rng, a.n_inputs), int(rng.integers(a.n_outputs))
+        ws = network(rng, a, 0.3)
+        alpha = rng.uniform(*((0.15, 0.3) if a.has_conv else (0.3, 0.8)), L)
+        alpha[0] = 0.0 if compared % 2 else alpha[0]
+        fwd = [None if w is None else ref.binary_forward_reference(w, alpha[l], "unit") for l, w in enumerate(ws)]
+        if ambiguous(x, a, fwd, thetas):
+            continue
+        compared += 1
+        got, galpha = kernel_step(x, label, a, ws, thetas, lrs, TAU, alpha=alpha, alpha_lr=alpha_lr,
+                                  binary_scale="unit")
+        want, walpha = ref.network_step_reference(x, label, a, ws, thetas, *TAU, 3.0, lrs, alpha=alpha,
+                                                  alpha_lr=alpha_lr, binary_scale="unit")
+        close(got, want)
+        np.testing.assert_allclose(galpha, walpha, rtol=0, atol=1e-12)
+    assert compared >= 3
+
+
+def test_binary_unit_forward_weights_match_twin():
+    """The kernel's per-unit forward weights against the twin, dense and conv layouts, with an
+    all-zero layer (factor 1) and a real layer (alpha 0) in between."""
+    a = parse_architecture("6x6x2-3C3-P2-4-3")
+    rng = np.random.default_rng(11)
+    ws = [rng.normal(size=(3, 2, 3, 3)) * rng.uniform(0.1, 2.0, (3, 1, 1, 1)), None,
+          np.zeros((4, 12)), rng.normal(size=(3, 4))]
+    alpha = np.array([0.7, 1.0, 0.4, 0.0])
+    _, w_off = a.offsets()
+    got = a.unpack(forward_weights(a.pack(ws), w_off, alpha, a.descriptor()[:, 4], True))
+    for l, w in enumerate(ws):
+        if w is not None:
+            np.testing.assert_allclose(got[l], ref.binary_forward_reference(w, alpha[l], "unit"), rtol=1e-12)
+    # a filter with larger weights gets the larger scale; a uniform rescaling changes nothing
+    mags = np.abs(got[0]).reshape(3, -1).max(axis=1)
+    assert np.argsort(mags).tolist() == np.argsort(np.abs(ws[0]).reshape(3, -1).mean(axis=1)).tolist()
+    again = a.unpack(forward_weights(a.pack([None if w is None else 3.0 * w for w in ws]), w_off, alpha,
+                                     a.descriptor()[:, 4], True))
+    np.testing.assert_allclose(again[0], got[0], rtol=1e-12)
+    np.testing.assert_array_equal(got[2], np.zeros((4, 12)))
+    np.testing.assert_array_equal(got[3], ws[3])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("alpha_lr", [0.0, 0.05])
 def test_binary_clip_step_matches_twin(arch, alpha_lr):
     """``binary_clip``: after an update, the real weights of the updated binary layers lie in
     ``[-c alpha_l, c alpha_l]`` (with the new alpha); frozen layers keep theirs."""
