@@ -60,6 +60,49 @@ def connections(arch) -> int:
 
 
 
+def _breakpoints(t, tau1, tau2, t_max):
+    """Breakpoint times (onset, peak, end) of the PSPs of spike times ``t`` along a new last
+    axis, ``inf`` where a breakpoint falls at or after ``t_max``."""
+    b = np.concatenate([t, t + tau1, t + tau1 + tau2], axis=-1)
+    return np.where(b < t_max, b, np.inf)
+
+
+def _counts(b):
+    """Breakpoints and distinct breakpoint times along the last axis (sorted in place)."""
+    b.sort(axis=-1)
+    finite = np.isfinite(b)
+    new = np.ones_like(finite)
+    new[..., 1:] = b[..., 1:] != b[..., :-1]
+    return finite.sum(axis=-1), (finite & new).sum(axis=-1)
+
+
+def sweep_work(T, layer, n_dense_in, tau1, tau2, t_max):
+    """Work of the exact sweep per connection, for a conv layer and a dense layer on the same images.
+
+    A dense layer advances all its potentials once per distinct breakpoint time of
+    the image and adds one weight row per breakpoint (grouped four to a pass); a conv
+    position advances its ``F`` potentials once per distinct breakpoint time of its own
+    receptive field and adds one row per breakpoint of that field.  Returned per
+    image and per connection (both counts are multiplied by the layer's width, which
+    cancels).  ``T`` holds the flat input maps of the conv layer, ``layer`` its
+    :class:`stidi.architecture.Layer`; the dense layer reads the same images flat.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    C, H, W = layer.in_shape
+    k, pad = layer.k, layer.pad
+    maps = np.pad(T.reshape(-1, C, H, W), ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=t_max)
+    fields = sliding_window_view(maps, (k, k), axis=(2, 3))              # (n, C, Ho, Wo, k, k)
+    fields = fields.transpose(0, 2, 3, 1, 4, 5).reshape(*fields.shape[:1], *fields.shape[2:4], C * k * k)
+    rows_c, adv_c = _counts(_breakpoints(fields, tau1, tau2, t_max))
+    rows_d, adv_d = _counts(_breakpoints(T.reshape(T.shape[0], -1), tau1, tau2, t_max))
+    per_field = C * k * k * fields.shape[1] * fields.shape[2]
+    return {"conv_advances": float(adv_c.sum(axis=(1, 2)).mean() / per_field),
+            "conv_slope_rows": float(rows_c.sum(axis=(1, 2)).mean() / per_field),
+            "dense_advances": float(adv_d.mean() / n_dense_in),
+            "dense_slope_rows": float(rows_d.mean() / n_dense_in)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default=CONV_DEFAULT_ARCH)
@@ -154,7 +197,7 @@ def main(argv=None):
     print(f"training step, mini-batch {args.batch_size}, {threads} threads:  {t_b * 1e3:8.3f} ms/image  -> "
           f"{t_b * 60000 / 60:5.1f} min per 60k-image epoch")
     # --- per-synapse cost against a dense network trained on the same images, same process
-    per_syn = t_conv = t_dense = s_conv = s_dense = None
+    per_syn = t_conv = t_dense = s_conv = s_dense = work = None
     if args.dense_arch:
         dense = SpikingClassifier(args.dense_arch, epochs=1, random_state=0)
         dense.fit(X[:1000], y[:1000])
@@ -186,6 +229,13 @@ def main(argv=None):
         print(f"  {args.dense_arch:<24s} {t_dense * 1e3:8.3f} ms/image  {s_dense:>10,d} connections  "
               f"{t_dense / s_dense * 1e9:6.2f} ns/connection")
         print(f"  ratio conv/dense per connection {per_syn:6.2f}x")
+        lay0 = clf.arch_.layers[l0]
+        work = sweep_work(T, lay0, int(np.prod(dense.arch_.layers[0].in_shape)), float(clf.tau1),
+                          float(clf.tau2), float(clf.t_max))
+        print("work of the exact sweep per connection (first conv layer vs first dense layer):")
+        print(f"  potential advances {work['conv_advances']:.3f} vs {work['dense_advances']:.3f}   "
+              f"slope rows {work['conv_slope_rows']:.3f} vs {work['dense_slope_rows']:.3f} "
+              "(dense: four rows per pass)")
     print(f"summary: {args.arch}{' binary' if args.binary else ''}: one 60k-image MNIST epoch "
           f"~{t_sgd * 60000 / 60:.1f} min (per-sample SGD, 1 thread); clock-driven grid / exact "
           f"= {t_grid / t_exact:.1f}x on the first conv layer"
@@ -204,7 +254,7 @@ def main(argv=None):
             "per_connection": None if per_syn is None else {
                 "dense_arch": args.dense_arch, "conv_cpu_ms_per_image": t_conv * ms,
                 "dense_cpu_ms_per_image": t_dense * ms, "conv_connections": s_conv,
-                "dense_connections": s_dense, "conv_over_dense": per_syn},
+                "dense_connections": s_dense, "conv_over_dense": per_syn, "sweep_work": work},
             "command": "python benchmarks/bench_conv.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         }
         write_json_atomic(args.out, report)
