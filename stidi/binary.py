@@ -48,7 +48,7 @@ def _refresh_binary(W, Wf, w_off, alpha, l, n_out, unit):
     With ``unit``, column ``j`` of the ``(rows, n_out)`` block is scaled by ``r_j``, the
     mean ``|w|`` of the column over that of the block.
     Twin: :func:`stidi.reference.binary_forward_reference`.
-    Chapter: book/07_binary.md, eq-bin-forward.
+    Chapter: book/07_binary.md, eq-bin-forward, eq-bin-unit.
     """
     a = alpha[l]
     lo, hi = w_off[l], w_off[l + 1]

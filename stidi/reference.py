@@ -295,7 +295,7 @@ def binary_forward_reference(w, alpha_l, binary_scale="layer"):
     :math:`\alpha_l r_j\,\mathrm{sign}(w_{j\cdot})`, :math:`r_j` the unit's mean :math:`|w|` over
     the layer's (1 if all weights are 0); ``w`` itself when ``alpha_l`` is 0.
 
-    Twin of :func:`stidi.binary._refresh_binary`. Chapter: book/07_binary.md, eq-bin-forward.
+    Twin of :func:`stidi.binary._refresh_binary`. Chapter: book/07_binary.md, eq-bin-forward, eq-bin-unit.
     """
     w = np.asarray(w, dtype=np.float64)
     if alpha_l == 0:
