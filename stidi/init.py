@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._codes import BISECT_STEPS, Col, LayerKind, Neuron
+from .binary import forward_weights
 from .conv import _conv_batch
 from .dense import _forward_batch, first_spike_times
 from .pool import _pool_batch
@@ -106,7 +107,8 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuro
     real weights in a partly binary network (:mod:`stidi.binary`).
     Calibrated (default) or, with ``uniform``, drawn from ``init_range`` as they are
     (scales 1; binary networks need the calibration).  With ``binary_unit`` a binary
-    layer's :math:`\alpha_l` is calibrated with the per-unit factors of :mod:`stidi.binary`.
+    layer's :math:`\alpha_l` is calibrated with the per-unit factors of :mod:`stidi.binary`
+    (computed by the same kernel as in training).
     """
     desc = arch.descriptor()
     L = len(desc)
@@ -138,9 +140,9 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuro
             WT[...] = scales[l] * raw
             WT_f = WT
             if binary[l]:
-                signs = np.sign(raw)
-                if binary_unit:   # r_j: each column's mean |w| over the block's (stidi.binary)
-                    signs = signs * (np.abs(raw).mean(axis=0) / np.abs(raw).mean())
+                # the forward weights of the block at alpha = 1: its signs, times r_j per unit
+                signs = forward_weights(raw.ravel(), np.array([0, raw.size]), np.ones(1),
+                                        [raw.shape[1]], binary_unit).reshape(raw.shape)
                 alpha[l] = calibrated(signs)
                 WT_f = alpha[l] * signs
         t_prev = np.ascontiguousarray(layer_times(desc[l], t_prev, WT_f, thetas[l], neuron))

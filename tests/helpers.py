@@ -3,7 +3,7 @@
 import numpy as np
 
 from stidi import network as net
-from stidi._codes import N_STATS, Neuron, Optimizer, make_rule
+from stidi._codes import N_STATS, Col, Neuron, Optimizer, make_rule
 from stidi.architecture import parse_architecture
 from stidi.binary import forward_weights
 
@@ -17,7 +17,7 @@ def kernel_epoch(X, y, arch, weights, thetas, lrs, tau=(16.0, 64.0, 100.0), *, a
     W = a.pack(weights)
     al = np.empty(0) if alpha is None else np.array(alpha, dtype=np.float64)
     unit = rule.get("binary_scale", "layer") == "unit"
-    Wf = np.ascontiguousarray(forward_weights(W, w_off, al, a.descriptor()[:, 4], unit)) \
+    Wf = np.ascontiguousarray(forward_weights(W, w_off, al, a.descriptor()[:, Col.F], unit)) \
         if alpha is not None else W
     rule.setdefault("gamma", 3.0)
     order = np.arange(len(y)) if order is None else order

@@ -11,7 +11,7 @@ import stidi
 
 from stidi import network as net
 from stidi import reference as ref
-from stidi._codes import Neuron
+from stidi._codes import Col, Neuron
 from stidi.architecture import parse_architecture
 from stidi.binary import forward_weights
 from stidi.datasets import shift_images
@@ -137,7 +137,7 @@ def test_binary_unit_forward_weights_match_twin():
           np.zeros((4, 12)), rng.normal(size=(3, 4))]
     alpha = np.array([0.7, 1.0, 0.4, 0.0])
     _, w_off = a.offsets()
-    got = a.unpack(forward_weights(a.pack(ws), w_off, alpha, a.descriptor()[:, 4], True))
+    got = a.unpack(forward_weights(a.pack(ws), w_off, alpha, a.descriptor()[:, Col.F], True))
     for l, w in enumerate(ws):
         if w is not None:
             np.testing.assert_allclose(got[l], ref.binary_forward_reference(w, alpha[l], "unit"), rtol=1e-12)
@@ -145,7 +145,7 @@ def test_binary_unit_forward_weights_match_twin():
     mags = np.abs(got[0]).reshape(3, -1).max(axis=1)
     assert np.argsort(mags).tolist() == np.argsort(np.abs(ws[0]).reshape(3, -1).mean(axis=1)).tolist()
     again = a.unpack(forward_weights(a.pack([None if w is None else 3.0 * w for w in ws]), w_off, alpha,
-                                     a.descriptor()[:, 4], True))
+                                     a.descriptor()[:, Col.F], True))
     np.testing.assert_allclose(again[0], got[0], rtol=1e-12)
     np.testing.assert_array_equal(got[2], np.zeros((4, 12)))
     np.testing.assert_array_equal(got[3], ws[3])
