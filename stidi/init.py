@@ -187,7 +187,8 @@ def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: f
 
 
 def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np.ndarray,
-                level: np.ndarray, per_unit: bool = False, cap: int | None = None) -> int:
+                level: np.ndarray, per_unit: bool = False, cap: int | None = None,
+                floor: float = 0.0, n_seen: int = 0) -> int:
     """Raise the input weights of silent hidden units, lowest layer first; returns how many.
 
     ``fire`` counts each hidden unit's spikes over the last window of training samples.
@@ -206,12 +207,16 @@ def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np
 
     ``cap`` bounds the doublings: the step is at most ``amount * scales[l] * 2**cap``
     (``level`` still counts on).  ``None``: no bound.  The output layer is never touched.
+
+    ``floor > 0`` widens "silent" to a unit that fired on fewer than ``floor`` of the
+    ``n_seen * npos`` (sample, position) pairs of the window (a conv filter silent at
+    most of its positions, not only at all of them); 0: no spike at all.
     """
     if amount <= 0:
         return 0
     a_off, _ = arch.offsets()
-    for l, counts, _ in _hidden_unit_spikes(arch, fire):
-        silent = counts == 0
+    for l, counts, npos in _hidden_unit_spikes(arch, fire):
+        silent = counts < floor * n_seen * npos if floor > 0 else counts == 0
         lev = level[a_off[l + 1]:a_off[l + 1] + counts.shape[0]]
         if not silent.any():
             lev[:] = 0

@@ -229,6 +229,11 @@ class SpikingClassifier(ScoringMixin):
         ``"layer"`` (Göltz et al.): the step doubles for every window in a row in which
         the layer was bumped, whichever of its units were silent; ``"unit"``: for every
         window in a row in which that unit was bumped.
+    bump_floor : float, default 0
+        Fraction of a unit's (sample, position) pairs of a bumping window on which it
+        must fire not to count as silent there (our addition, for conv maps that fall
+        silent at most of their positions without being silent at all of them); 0: a
+        unit is silent only when it did not fire once in the window (Göltz et al.).
     bump_cap : int or None, default None
         Most doublings of the bumping step: it grows to at most ``bump * 2**bump_cap``
         times the layer's scale.  ``None``: no bound.
@@ -309,7 +314,7 @@ class SpikingClassifier(ScoringMixin):
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  bump: float = 0.0, bump_every: int = 500, bump_doubling: str = "layer",
-                 bump_cap: int | None = None,
+                 bump_cap: int | None = None, bump_floor: float = 0.0,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
                  shuffle: bool = True, decay_every: str = "update",
@@ -358,6 +363,7 @@ class SpikingClassifier(ScoringMixin):
         self.bump_every = bump_every
         self.bump_doubling = bump_doubling
         self.bump_cap = bump_cap
+        self.bump_floor = bump_floor
         self.dead_threshold = dead_threshold
         self.slope_floor = slope_floor
         self.psp = psp
@@ -494,9 +500,10 @@ class SpikingClassifier(ScoringMixin):
             if not isinstance(iw, (int, float, np.number)) or isinstance(iw, bool) \
                     or not 0 < iw <= t_max:
                 raise ValueError(f"input_window must be None or a number in (0, t_max], got {iw!r}")
-        p = self.input_dropout
-        if not isinstance(p, (int, float, np.number)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
-            raise ValueError(f"input_dropout must be a number in [0, 1), got {p!r}")
+        for name in ("input_dropout", "bump_floor"):
+            p = getattr(self, name)
+            if not isinstance(p, (int, float, np.number)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
         self._check_numbers((("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
                              ("binary_clip", 0.0), ("weight_decay", 0.0), ("beta", 0.0),
                              ("slope_floor", 0.0),
@@ -856,7 +863,8 @@ class SpikingClassifier(ScoringMixin):
                                                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
                 if bump > 0 and part.shape[0] == window:
                     n_b = bump_silent(self.arch_, self.W_, fire - before, bump, self.scales_, level,
-                                      per_unit=self.bump_doubling == "unit", cap=self.bump_cap)
+                                      per_unit=self.bump_doubling == "unit", cap=self.bump_cap,
+                                      floor=float(self.bump_floor), n_seen=int(part.shape[0]))
                     if n_b:
                         bumped += n_b
                         Wf = self._forward_weights()

@@ -336,6 +336,27 @@ def test_bump_cap_bounds_the_doublings(per_unit):
     np.testing.assert_allclose(arch.layer_view(free, 0)[:, 0], 0.2 * 15)
 
 
+def test_bump_floor_counts_a_map_silent_at_most_of_its_positions():
+    from stidi.init import bump_silent
+    arch, a_off, W, scales, level, fire = _bump_case()
+    fire[a_off[1]:a_off[2]] = 3.0                       # 3 samples: every position fired each time
+    fire[a_off[1]:a_off[1] + 16] = 0
+    fire[a_off[1]:a_off[1] + 4] = 3.0                   # filter 0 fired at 4 of its 16 positions
+    conv = arch.layer_view(W, 0)
+    assert bump_silent(arch, W, fire, 0.1, scales, level) == 1       # no floor: the dense unit
+    assert np.all(conv == 0)
+    level[:] = 0
+    W[:] = 0
+    # 12 of 48 (sample, position) pairs: silent below a floor of 0.25 + a little, not at 0.25
+    assert bump_silent(arch, W, fire, 0.1, scales, level, floor=0.25, n_seen=3) == 1
+    assert np.all(conv == 0) and arch.layer_view(W, 2)[:, 1].sum() > 0
+    W[:] = 0
+    level[:] = 0
+    assert bump_silent(arch, W, fire, 0.1, scales, level, floor=0.26, n_seen=3) == 1
+    np.testing.assert_allclose(conv[:, 0], 0.2)
+    assert np.all(conv[:, 1] == 0) and np.all(arch.layer_view(W, 2) == 0)
+
+
 # hidden units mostly inhibitory: a changing few of them are silent in each window
 _BUMPED = dict(arch="784-32-10", epochs=1, random_state=2, init_samples=50, dead_threshold=0.0,
                init_range=[(-1.0, 0.0), (-0.5, 1.0)], bump=0.05, bump_every=20)
@@ -352,6 +373,16 @@ def test_bump_cap_in_the_estimator(subset):
     np.testing.assert_array_equal(SpikingClassifier(bump_cap=10_000, **kw).fit(X, y).W_, free.W_)
 
 
+def test_bump_floor_in_the_estimator(subset):
+    X, y = subset[0][:300], subset[1][:300]
+    kw = _BUMPED
+    plain = SpikingClassifier(**kw).fit(X, y)
+    floored = SpikingClassifier(bump_floor=0.2, **kw).fit(X, y)
+    assert floored.history_[0]["bumped"] > plain.history_[0]["bumped"]
+    assert not np.array_equal(floored.W_, plain.W_)
+    np.testing.assert_array_equal(SpikingClassifier(bump_floor=0.0, **kw).fit(X, y).W_, plain.W_)
+
+
 def test_bump_doubling_modes_differ_in_the_estimator(subset):
     X, y = subset[0][:300], subset[1][:300]
     kw = _BUMPED
@@ -364,7 +395,9 @@ def test_bump_doubling_modes_differ_in_the_estimator(subset):
 
 @pytest.mark.parametrize("kw, message", [(dict(bump=-0.1), "bump"), (dict(bump_every=0), "bump_every"),
                                          (dict(bump_doubling="layers"), "bump_doubling"),
-                                         (dict(bump_cap=-1), "bump_cap"), (dict(bump_cap=1.5), "bump_cap")])
+                                         (dict(bump_cap=-1), "bump_cap"), (dict(bump_cap=1.5), "bump_cap"),
+                                         (dict(bump_floor=-0.1), "bump_floor"),
+                                         (dict(bump_floor=1.0), "bump_floor")])
 def test_bump_bad_settings_are_one_clear_error(kw, message):
     X = np.random.default_rng(0).random((20, 72))
     with pytest.raises(ValueError, match=message):
