@@ -188,7 +188,7 @@ def reinit_dead(arch, W: np.ndarray, fire: np.ndarray, n_seen: int, threshold: f
 
 def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np.ndarray,
                 level: np.ndarray, per_unit: bool = False, cap: int | None = None,
-                floor: float = 0.0, n_seen: int = 0) -> int:
+                floor=0.0, n_seen: int = 0) -> int:
     """Raise the input weights of silent hidden units, lowest layer first; returns how many.
 
     ``fire`` counts each hidden unit's spikes over the last window of training samples.
@@ -210,13 +210,15 @@ def bump_silent(arch, W: np.ndarray, fire: np.ndarray, amount: float, scales: np
 
     ``floor > 0`` widens "silent" to a unit that fired on fewer than ``floor`` of the
     ``n_seen * npos`` (sample, position) pairs of the window (a conv filter silent at
-    most of its positions, not only at all of them); 0: no spike at all.
+    most of its positions, not only at all of them); 0: no spike at all.  One value, or
+    an array with one entry per layer of ``arch`` (entry ``l`` for weight layer ``l``).
     """
     if amount <= 0:
         return 0
     a_off, _ = arch.offsets()
     for l, counts, npos in _hidden_unit_spikes(arch, fire):
-        silent = counts < floor * n_seen * npos if floor > 0 else counts == 0
+        f = float(floor[l]) if np.ndim(floor) else float(floor)
+        silent = counts < f * n_seen * npos if f > 0 else counts == 0
         lev = level[a_off[l + 1]:a_off[l + 1] + counts.shape[0]]
         if not silent.any():
             lev[:] = 0

@@ -229,11 +229,13 @@ class SpikingClassifier(ScoringMixin):
         ``"layer"`` (Göltz et al.): the step doubles for every window in a row in which
         the layer was bumped, whichever of its units were silent; ``"unit"``: for every
         window in a row in which that unit was bumped.
-    bump_floor : float, default 0
+    bump_floor : float or sequence of float, default 0
         Fraction of a unit's (sample, position) pairs of a bumping window on which it
         must fire not to count as silent there (our addition, for conv maps that fall
-        silent at most of their positions without being silent at all of them); 0: a
-        unit is silent only when it did not fire once in the window (Göltz et al.).
+        silent at most of their positions without being silent at all of them); one
+        value, or one per weight layer (the output layer's is not used), e.g.
+        ``[0, 0.1, 0]`` for the second convolution only.  0: a unit is silent only
+        when it did not fire once in the window (Göltz et al.).
     bump_cap : int or None, default None
         Most doublings of the bumping step: it grows to at most ``bump * 2**bump_cap``
         times the layer's scale.  ``None``: no bound.
@@ -314,7 +316,7 @@ class SpikingClassifier(ScoringMixin):
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  bump: float = 0.0, bump_every: int = 500, bump_doubling: str = "layer",
-                 bump_cap: int | None = None, bump_floor: float = 0.0,
+                 bump_cap: int | None = None, bump_floor: float | Sequence[float] = 0.0,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
                  shuffle: bool = True, decay_every: str = "update",
@@ -500,10 +502,19 @@ class SpikingClassifier(ScoringMixin):
             if not isinstance(iw, (int, float, np.number)) or isinstance(iw, bool) \
                     or not 0 < iw <= t_max:
                 raise ValueError(f"input_window must be None or a number in (0, t_max], got {iw!r}")
-        for name in ("input_dropout", "bump_floor"):
-            p = getattr(self, name)
-            if not isinstance(p, (int, float, np.number)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+        p = self.input_dropout
+        if not isinstance(p, (int, float, np.number)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+            raise ValueError(f"input_dropout must be a number in [0, 1), got {p!r}")
+        try:
+            bf = np.asarray(self.bump_floor, dtype=np.float64)
+            bf = np.full(nw, float(bf)) if bf.ndim == 0 else bf
+            ok = bf.shape == (nw,) and bool(np.all((bf >= 0) & (bf < 1))) \
+                and not isinstance(self.bump_floor, (bool, np.bool_))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"bump_floor must be in [0, 1): one value or one per weight layer "
+                             f"({nw}), got {self.bump_floor!r}")
         self._check_numbers((("gamma", 0.0), ("norm_floor", 0.0), ("alpha_lr", 0.0),
                              ("binary_clip", 0.0), ("weight_decay", 0.0), ("beta", 0.0),
                              ("slope_floor", 0.0),
@@ -531,8 +542,10 @@ class SpikingClassifier(ScoringMixin):
         optimizer = int(Optimizer.parse("optimizer", self.optimizer))
         binary_full = np.zeros(L, dtype=bool)
         binary_full[wl] = binary
+        floor_full = np.zeros(L)
+        floor_full[wl] = bf
         return dict(thetas=full[0].copy(), lrs=full[1].copy(), medians=full[2].copy(), rule=rule,
-                    binary=binary_full,
+                    binary=binary_full, bump_floor=floor_full,
                     neuron=self._neuron(), optimizer=optimizer, init_ranges=ranges,
                     uniform=init == Init.UNIFORM,
                     absolute_lr=legacy and optimizer == Optimizer.SGD,
@@ -864,7 +877,7 @@ class SpikingClassifier(ScoringMixin):
                 if bump > 0 and part.shape[0] == window:
                     n_b = bump_silent(self.arch_, self.W_, fire - before, bump, self.scales_, level,
                                       per_unit=self.bump_doubling == "unit", cap=self.bump_cap,
-                                      floor=float(self.bump_floor), n_seen=int(part.shape[0]))
+                                      floor=cfg["bump_floor"], n_seen=int(part.shape[0]))
                     if n_b:
                         bumped += n_b
                         Wf = self._forward_weights()

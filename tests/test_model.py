@@ -355,6 +355,13 @@ def test_bump_floor_counts_a_map_silent_at_most_of_its_positions():
     assert bump_silent(arch, W, fire, 0.1, scales, level, floor=0.26, n_seen=3) == 1
     np.testing.assert_allclose(conv[:, 0], 0.2)
     assert np.all(conv[:, 1] == 0) and np.all(arch.layer_view(W, 2) == 0)
+    # per layer: a floor on the dense layer only leaves the quiet filter alone
+    W[:] = 0
+    level[:] = 0
+    per_layer = np.zeros(len(arch.layers))
+    per_layer[2] = 0.5
+    assert bump_silent(arch, W, fire, 0.1, scales, level, floor=per_layer, n_seen=3) == 3
+    assert np.all(conv == 0) and np.all(arch.layer_view(W, 2) > 0)
 
 
 # hidden units mostly inhibitory: a changing few of them are silent in each window
@@ -381,6 +388,11 @@ def test_bump_floor_in_the_estimator(subset):
     assert floored.history_[0]["bumped"] > plain.history_[0]["bumped"]
     assert not np.array_equal(floored.W_, plain.W_)
     np.testing.assert_array_equal(SpikingClassifier(bump_floor=0.0, **kw).fit(X, y).W_, plain.W_)
+    # one value per weight layer: the hidden layer's counts, the output's is never used
+    np.testing.assert_array_equal(SpikingClassifier(bump_floor=[0.2, 0.9], **kw).fit(X, y).W_,
+                                  floored.W_)
+    np.testing.assert_array_equal(SpikingClassifier(bump_floor=[0.0, 0.5], **kw).fit(X, y).W_,
+                                  plain.W_)
 
 
 def test_bump_doubling_modes_differ_in_the_estimator(subset):
@@ -397,7 +409,9 @@ def test_bump_doubling_modes_differ_in_the_estimator(subset):
                                          (dict(bump_doubling="layers"), "bump_doubling"),
                                          (dict(bump_cap=-1), "bump_cap"), (dict(bump_cap=1.5), "bump_cap"),
                                          (dict(bump_floor=-0.1), "bump_floor"),
-                                         (dict(bump_floor=1.0), "bump_floor")])
+                                         (dict(bump_floor=1.0), "bump_floor"),
+                                         (dict(bump_floor=[0.1]), "bump_floor"),
+                                         (dict(bump_floor="x"), "bump_floor")])
 def test_bump_bad_settings_are_one_clear_error(kw, message):
     X = np.random.default_rng(0).random((20, 72))
     with pytest.raises(ValueError, match=message):
