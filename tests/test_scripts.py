@@ -237,3 +237,83 @@ def test_ablation_rejects_bad_arguments(ablation, capsys, tmp_path, monkeypatch,
 
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a run started"))
     _fails(ablation.main, [*argv, "--out", str(tmp_path / "r.json")], capsys, expected)
+
+
+# --- scripts/ann_reference.py -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ann():
+    return _script("ann_reference")
+
+
+@pytest.mark.parametrize("text", ["6x6-2C3-P2-3-2", "7x7x2-2C3p1-P2-3C2-2", "12-5-3"])
+def test_ann_backward_matches_finite_differences(ann, text):
+    """Every parameter's gradient of the cross-entropy equals its central difference."""
+    from stidi.architecture import parse_architecture
+
+    arch = parse_architecture(text)
+    rng = np.random.default_rng(3)
+    net = ann.ReluNet(arch, rng)
+    for p in net.params:
+        if p is not None:
+            p[1][:] = rng.normal(0.0, 0.1, size=p[1].shape)   # biases away from 0
+    x = rng.random((4, *arch.input_shape))
+    y = np.array([0, 1, 1, 0]) % arch.n_outputs
+
+    def loss():
+        return ann._softmax_xent_grad(net.forward(x)[0], y)[0]
+
+    logits, cache = net.forward(x)
+    grads = net.backward(ann._softmax_xent_grad(logits, y)[1], cache)
+    h = 1e-6
+    checked = 0
+    for l, p in enumerate(net.params):
+        if p is None:
+            assert grads[l] is None
+            continue
+        for q in range(2):
+            flat, g = p[q].reshape(-1), grads[l][q].reshape(-1)
+            for i in range(flat.size):
+                old = flat[i]
+                flat[i] = old + h
+                up = loss()
+                flat[i] = old - h
+                down = loss()
+                flat[i] = old
+                assert g[i] == pytest.approx((up - down) / (2 * h), abs=1e-6), (l, q, i)
+                checked += 1
+    assert checked == sum(a.size for p in net.params if p is not None for a in p)
+
+
+def test_ann_runs_on_a_slice_and_selects_on_validation(ann, tmp_path, monkeypatch):
+    import stidi.datasets
+
+    def subset(name, split, download=False):
+        return stidi.datasets.load_subset(name, split)
+
+    monkeypatch.setattr(stidi.datasets, "load", subset)
+    out = tmp_path / "ann.json"
+    report = ann.main(["--arch", "28x28-4C5-P4-10", "--dataset", "mnist", "--epochs", "3",
+                       "--val-size", "100", "--train-size", "200", "--out", str(out), "--quiet"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    curve = [h["val_accuracy"] for h in report["history"]]
+    assert report["val_accuracy"] == max(curve) and curve[report["best_epoch"] - 1] == max(curve)
+    assert report["n_train"] == 200 and report["n_val"] == 100 and 0.0 <= report["test_accuracy"] <= 1.0
+    assert report["history"][-1]["train_loss"] < report["history"][0]["train_loss"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ann.json"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--arch", "32x32-4C5-P2-10"], "inputs"),
+    (["--arch", "28x28-4Q5-10"], "error"),
+])
+def test_ann_rejects_bad_architectures(ann, capsys, tmp_path, monkeypatch, argv, expected):
+    import stidi.datasets
+
+    monkeypatch.setattr(stidi.datasets, "load", lambda name, split, download=False:
+                        stidi.datasets.load_subset(name, split))
+    with pytest.raises(SystemExit) as exc:
+        ann.main([*argv, "--dataset", "mnist", "--out", str(tmp_path / "r.json")])
+    assert expected in str(exc.value)
+    assert not (tmp_path / "r.json").exists()
