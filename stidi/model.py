@@ -239,6 +239,16 @@ class SpikingClassifier(ScoringMixin):
     bump_cap : int or None, default None
         Most doublings of the bumping step: it grows to at most ``bump * 2**bump_cap``
         times the layer's scale.  ``None``: no bound.
+    weight_average : float, default 0
+        Our addition: keep an exponential moving average of the weights,
+        :math:`\bar w \leftarrow a \bar w + (1 - a) w` with ``a = weight_average``
+        after every ``average_every`` training samples (the averaging of Polyak and
+        Juditsky 1992 in its exponential form); validation, the choice of the best
+        epoch and the fitted model use :math:`\bar w`, training goes on from
+        :math:`w` (``last_W_``).  Re-drawn units restart their average.  0: off.
+    average_every : int, default 500
+        Training samples between two updates of the average (rounded down to whole
+        mini-batches); with bumping it must equal ``bump_every``.
     dead_threshold : float, default 0.001
         After every epoch, hidden neurons (conv filters: counted over positions) that
         fired on fewer than this fraction of the epoch's samples get fresh weights.
@@ -317,6 +327,7 @@ class SpikingClassifier(ScoringMixin):
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  bump: float = 0.0, bump_every: int = 500, bump_doubling: str = "layer",
                  bump_cap: int | None = None, bump_floor: float | Sequence[float] = 0.0,
+                 weight_average: float = 0.0, average_every: int = 500,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
                  shuffle: bool = True, decay_every: str = "update",
@@ -366,6 +377,8 @@ class SpikingClassifier(ScoringMixin):
         self.bump_doubling = bump_doubling
         self.bump_cap = bump_cap
         self.bump_floor = bump_floor
+        self.weight_average = weight_average
+        self.average_every = average_every
         self.dead_threshold = dead_threshold
         self.slope_floor = slope_floor
         self.psp = psp
@@ -502,9 +515,10 @@ class SpikingClassifier(ScoringMixin):
             if not isinstance(iw, (int, float, np.number)) or isinstance(iw, bool) \
                     or not 0 < iw <= t_max:
                 raise ValueError(f"input_window must be None or a number in (0, t_max], got {iw!r}")
-        p = self.input_dropout
-        if not isinstance(p, (int, float, np.number)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
-            raise ValueError(f"input_dropout must be a number in [0, 1), got {p!r}")
+        for name in ("input_dropout", "weight_average"):
+            p = getattr(self, name)
+            if not isinstance(p, (int, float, np.number)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
         try:
             bf = np.asarray(self.bump_floor, dtype=np.float64)
             bf = np.full(nw, float(bf)) if bf.ndim == 0 else bf
@@ -521,10 +535,14 @@ class SpikingClassifier(ScoringMixin):
                              ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0),
                              ("bump", 0.0)))
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1),
-                              ("lr_steps", 1), ("bump_every", 1)):
+                              ("lr_steps", 1), ("bump_every", 1), ("average_every", 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+        if float(self.bump) > 0 and float(self.weight_average) > 0 \
+                and int(self.average_every) != int(self.bump_every):
+            raise ValueError(f"with bumping, average_every must equal bump_every ({self.bump_every}), "
+                             f"got {self.average_every}")
         _n_threads(self.n_jobs)
         L = len(arch.layers)
         full = np.ones((3, L))
@@ -814,6 +832,7 @@ class SpikingClassifier(ScoringMixin):
                 self.m2_ = np.zeros_like(self.W_)
                 self.step_ = 0
                 self.best_W_, self.best_alpha_ = self.W_.copy(), self.alpha_.copy()
+                self.avg_W_ = self.W_.copy()
                 self.best_epoch_ = 0
                 self.best_score_ = -1.0
             bar = _io.Progress(int(self.epochs), start_epoch, bool(self.verbose))
@@ -859,7 +878,11 @@ class SpikingClassifier(ScoringMixin):
         n_batches = -(-order.shape[0] // bs)
         cuts = [min(order.shape[0], bs * (n_batches * j // parts)) for j in range(parts + 1)]
         bump = float(self.bump)
-        window = max(1, int(self.bump_every) // bs) * bs if bump > 0 else order.shape[0]
+        avg = float(self.weight_average)
+        if bump > 0 or avg > 0:
+            window = max(1, int(self.bump_every if bump > 0 else self.average_every) // bs) * bs
+        else:
+            window = order.shape[0]
         level = np.zeros(int(a_off[-1]), dtype=np.int64)   # bumps in a row (stidi.init.bump_silent)
         bumped = 0
         for j in range(parts):
@@ -881,6 +904,9 @@ class SpikingClassifier(ScoringMixin):
                     if n_b:
                         bumped += n_b
                         Wf = self._forward_weights()
+                if avg > 0:
+                    self.avg_W_ *= avg
+                    self.avg_W_ += (1.0 - avg) * self.W_
         reinit = 0 if self.eval_before_reset else self._reset_dead(fire, T.shape[0], cfg, rng)
         seconds = time.perf_counter() - t0
         n = max(stats[Stat.N], 1)
@@ -911,21 +937,36 @@ class SpikingClassifier(ScoringMixin):
         return lrs0 * self.lr_decay ** epoch
 
     def _reset_dead(self, fire, n_seen, cfg, rng) -> int:
-        """Fresh weights for the hidden units that fired too rarely in the epoch (``dead_threshold``)."""
+        """Fresh weights for the hidden units that fired too rarely in the epoch (``dead_threshold``).
+
+        With ``weight_average`` the re-drawn weights also replace their average."""
+        before = self.W_.copy() if float(self.weight_average) > 0 else None
         n = reinit_dead(self.arch_, self.W_, fire, n_seen, float(self.dead_threshold), self.scales_,
                         cfg["init_ranges"], rng)
+        if n and before is not None:
+            changed = self.W_ != before
+            self.avg_W_[changed] = self.W_[changed]
         return int(n)
 
     def _select_best(self, rec: dict, val, epoch: int) -> None:
-        """Keep the weights of the best validation epoch (the last epoch without validation data)."""
-        if val is not None:
-            ev = self._evaluate_times(*val)
-            rec.update({"val_" + k: v for k, v in ev.items()})
-            if ev["accuracy"] <= self.best_score_:
-                return
-            self.best_score_ = ev["accuracy"]
-        self.best_epoch_ = epoch + 1
-        self.best_W_, self.best_alpha_ = self.W_.copy(), self.alpha_.copy()
+        """Keep the weights of the best validation epoch (the last epoch without validation data).
+
+        With ``weight_average`` the averaged weights are scored and kept."""
+        averaged = float(self.weight_average) > 0
+        W_train = self.W_
+        if averaged:
+            self.W_ = self.avg_W_
+        try:
+            if val is not None:
+                ev = self._evaluate_times(*val)
+                rec.update({"val_" + k: v for k, v in ev.items()})
+                if ev["accuracy"] <= self.best_score_:
+                    return
+                self.best_score_ = ev["accuracy"]
+            self.best_epoch_ = epoch + 1
+            self.best_W_, self.best_alpha_ = self.W_.copy(), self.alpha_.copy()
+        finally:
+            self.W_ = W_train
 
     # ------------------------------------------------------------------ prediction
     def predict(self, X, *, fallback: bool = True) -> np.ndarray:
@@ -1081,6 +1122,7 @@ class SpikingClassifier(ScoringMixin):
     def _save_state(self, path: Path, *, rng: dict, epoch: int) -> None:
         arrays = self._arrays()
         arrays.update(m1=self.m1_, m2=self.m2_, step=np.array(self.step_), best_W=self.best_W_,
+                      avg_W=self.avg_W_,
                       best_alpha=self.best_alpha_, best_score=np.array(self.best_score_),
                       epoch=np.array(epoch), rng=np.array(json.dumps(rng)))
         _io.atomic_savez(path, **arrays)
@@ -1091,7 +1133,10 @@ class SpikingClassifier(ScoringMixin):
             raise _io.ModelFileError(f"{path}: a saved model, not a training checkpoint")
         mine = json.loads(_io.params_json(self.get_params()))
         ignore = {"epochs", "verbose"} | ({"n_jobs"} if int(self.batch_size) == 1 else set())
-        diff = sorted(k for k in mine if k not in ignore and z["params"].get(k) != mine[k])
+        # a setting added after the checkpoint was written counts as its default
+        defaults = json.loads(_io.params_json(self._defaults()))
+        diff = sorted(k for k in mine if k not in ignore
+                      and z["params"].get(k, defaults.get(k)) != mine[k])
         if diff or str(z["arch"]) != self.arch_.text:
             raise ValueError(f"checkpoint {path} was written with different settings: "
                              f"{diff or ['arch']}")
@@ -1099,6 +1144,7 @@ class SpikingClassifier(ScoringMixin):
         self.m1_, self.m2_ = z["m1"].copy(), z["m2"].copy()
         self.step_ = int(z["step"])
         self.best_W_ = z["best_W"].copy()
+        self.avg_W_ = z["avg_W"].copy() if "avg_W" in z else self.W_.copy()
         self.best_alpha_ = np.asarray(z.get("best_alpha", np.empty(0)), dtype=np.float64).copy()
         self.best_score_ = float(z["best_score"])
         return {"epoch": int(z["epoch"]), "rng": json.loads(str(z["rng"]))}

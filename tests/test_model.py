@@ -516,3 +516,77 @@ def test_forward_in_small_shares_keeps_only_what_is_asked(subset):
     np.testing.assert_array_equal(out[0], whole[0][:, int(a[-2]):])
     np.testing.assert_array_equal(clf.predict(X[80:]),
                                   clf.classes_[clf._decide(*out)[0]])
+
+
+# ------------------------------------------------------------------ weight averaging
+
+
+def test_weight_average_follows_its_formula_and_leaves_training_alone(subset):
+    """One update of the average per epoch (``average_every`` = the training set): after two
+    epochs it is a**2 w0 + a(1 - a) w1 + (1 - a) w2, with w_k the weights after epoch k of the
+    same run without averaging; the training trajectory itself is unchanged."""
+    X, y = subset[0][:200], subset[1][:200]
+    kw = dict(arch="*-16-*", random_state=4, init_samples=50, dead_threshold=0.0)
+    w = [SpikingClassifier(epochs=k, **kw).fit(X, y).W_ for k in (0, 1, 2)]
+    a = 0.6
+    avg = SpikingClassifier(epochs=2, weight_average=a, average_every=200, **kw).fit(X, y)
+    np.testing.assert_array_equal(avg.last_W_, w[2])
+    np.testing.assert_allclose(avg.W_, a * a * w[0] + a * (1 - a) * w[1] + (1 - a) * w[2], rtol=1e-12)
+    assert avg.best_epoch_ == 2
+    # several updates per epoch: still the same trajectory, a different average
+    many = SpikingClassifier(epochs=2, weight_average=a, average_every=50, **kw).fit(X, y)
+    np.testing.assert_array_equal(many.last_W_, w[2])
+    assert not np.allclose(many.W_, avg.W_)
+
+
+def test_weight_average_selects_on_the_averaged_weights(subset):
+    X, y = subset[0][:300], subset[1][:300]
+    val = (subset[2][:150], subset[3][:150])
+    clf = small(weight_average=0.9, average_every=30).fit(X, y, validation_data=val)
+    best = clf.history_[clf.best_epoch_ - 1]["val_accuracy"]
+    assert clf.score(*val) == pytest.approx(best)
+    assert not np.array_equal(clf.W_, clf.last_W_)
+
+
+def test_weight_average_resumes_like_an_uninterrupted_run(tmp_path, subset):
+    X, y = subset[0][:200], subset[1][:200]
+    val = (subset[2][:100], subset[3][:100])
+    kw = dict(weight_average=0.8, average_every=40)
+    full = small(epochs=3, **kw).fit(X, y, validation_data=val)
+    ck = tmp_path / "ck.npz"
+    small(epochs=1, **kw).fit(X, y, validation_data=val, checkpoint=ck)
+    resumed = small(epochs=3, **kw).fit(X, y, validation_data=val, checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(resumed.W_, full.W_)
+    np.testing.assert_array_equal(resumed.last_W_, full.last_W_)
+
+
+def test_a_checkpoint_without_a_newer_setting_resumes_with_its_default(tmp_path, subset):
+    """Checkpoints written before a setting existed hold no value for it: the default applies."""
+    X, y = subset[0][:200], subset[1][:200]
+    ck = tmp_path / "ck.npz"
+    full = small(epochs=2).fit(X, y)
+    small(epochs=1).fit(X, y, checkpoint=ck)
+    with np.load(ck) as z:
+        arrays = {k: z[k] for k in z.files}
+    params = json.loads(str(arrays["params"]))
+    for name in ("weight_average", "average_every", "bump_floor"):
+        del params[name]
+    arrays["params"] = np.array(json.dumps(params))
+    del arrays["avg_W"]
+    np.savez(ck, **arrays)
+    resumed = small(epochs=2).fit(X, y, checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(resumed.W_, full.W_)
+    with pytest.raises(ValueError, match="weight_average"):
+        small(epochs=2, weight_average=0.5).fit(X, y, checkpoint=ck, resume=True)
+
+
+@pytest.mark.parametrize("kw, message", [(dict(weight_average=1.0), "weight_average"),
+                                         (dict(weight_average=-0.1), "weight_average"),
+                                         (dict(weight_average=True), "weight_average"),
+                                         (dict(average_every=0), "average_every"),
+                                         (dict(weight_average=0.5, bump=0.1, bump_every=100,
+                                               average_every=50), "average_every")])
+def test_weight_average_bad_settings_are_one_clear_error(kw, message):
+    X = np.random.default_rng(0).random((20, 72))
+    with pytest.raises(ValueError, match=message):
+        SpikingClassifier(**{"arch": "72-4-2", "epochs": 1, "init_samples": 10, **kw}).fit(X, np.arange(20) % 2)
