@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--train-size", type=int, default=None,
                    help="use a random subset of this many training images (after the split)")
+    p.add_argument("--no-bias", action="store_true",
+                   help="no biases, as the spiking layers (which have none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-test", action="store_true", help="skip the test set")
     p.add_argument("--out", type=Path, required=True)
@@ -59,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 class ReluNet:
     """ReLU network of a parsed architecture (conv valid/padded stride 1, max pooling, dense)."""
 
-    def __init__(self, arch, rng: np.random.Generator):
+    def __init__(self, arch, rng: np.random.Generator, bias: bool = True):
         self.arch = arch
+        self.bias = bias
         self.params = []
         for lay in arch.layers:
             if lay.kind == LayerKind.POOL:
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     Xtr, ytr = images(X[tr_idx]), np.asarray(y[tr_idx])
     Xva, yva = images(X[va_idx]), np.asarray(y[va_idx])
     rng = np.random.default_rng(args.seed)
-    net = ReluNet(arch, rng)
+    net = ReluNet(arch, rng, bias=not args.no_bias)
     m1 = [None if p is None else [np.zeros_like(a) for a in p] for p in net.params]
     m2 = [None if p is None else [np.zeros_like(a) for a in p] for p in net.params]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
@@ -222,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
             for l, p in enumerate(net.params):
                 if p is None:
                     continue
-                for q in range(2):
+                for q in range(2 if net.bias else 1):
                     m1[l][q] = beta1 * m1[l][q] + (1 - beta1) * grads[l][q]
                     m2[l][q] = beta2 * m2[l][q] + (1 - beta2) * grads[l][q] ** 2
                     p[q] -= lr * (m1[l][q] / (1 - beta1 ** step)) / (
@@ -259,7 +262,8 @@ def main(argv: list[str] | None = None) -> dict:
     report.update({
         "config": {"batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
                    "optimizer": "adam", "init": "he-normal", "loss": "softmax cross-entropy",
-                   "hidden_units": "relu", "pooling": "max", "seed": args.seed},
+                   "hidden_units": "relu", "pooling": "max", "bias": not args.no_bias,
+                   "seed": args.seed},
         "command": "python scripts/ann_reference.py " + " ".join(shlex.quote(a) for a in argv),
         "history": history,
         "environment": {"python": platform.python_version(), "numpy": np.__version__,

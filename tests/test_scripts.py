@@ -302,6 +302,11 @@ def test_ann_runs_on_a_slice_and_selects_on_validation(ann, tmp_path, monkeypatc
     assert report["n_train"] == 200 and report["n_val"] == 100 and 0.0 <= report["test_accuracy"] <= 1.0
     assert report["history"][-1]["train_loss"] < report["history"][0]["train_loss"]
     assert [p.name for p in tmp_path.iterdir()] == ["ann.json"]
+    # without biases (as the spiking layers) the run differs
+    nobias = ann.main(["--arch", "28x28-4C5-P4-10", "--dataset", "mnist", "--epochs", "3", "--val-size",
+                       "100", "--train-size", "200", "--out", str(out), "--quiet", "--no-bias"])
+    assert nobias["config"]["bias"] is False and report["config"]["bias"] is True
+    assert [h["train_loss"] for h in nobias["history"]] != [h["train_loss"] for h in report["history"]]
 
 
 @pytest.mark.parametrize("argv, expected", [
