@@ -105,9 +105,10 @@ class ReluNet:
                 flat = x.reshape(x.shape[0], -1)
                 z = flat @ W.T + b
                 cache.append((x, flat))
-            x = np.maximum(z, 0.0) if l < n - 1 else z
-            if l < n - 1:
-                cache[-1] = cache[-1] + (z > 0,)
+            if l < n - 1:                       # hidden layers: ReLU, keep its mask
+                cache[-1] += (z > 0,)
+                z = np.maximum(z, 0.0)
+            x = z
         return x, cache
 
     def backward(self, dlogits, cache):
@@ -134,7 +135,7 @@ class ReluNet:
                 g = g * c[-1]
             W, b = self.params[l]
             if lay.kind == LayerKind.CONV:
-                x, cols = c[0], c[1]
+                cols = c[1]
                 gflat = g.transpose(0, 2, 3, 1).reshape(-1, W.shape[0])    # (B Ho Wo, F)
                 gW = (gflat.T @ cols).reshape(W.shape)
                 gb = gflat.sum(axis=0)

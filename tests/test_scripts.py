@@ -312,6 +312,7 @@ def test_ann_runs_on_a_slice_and_selects_on_validation(ann, tmp_path, monkeypatc
 @pytest.mark.parametrize("argv, expected", [
     (["--arch", "32x32-4C5-P2-10"], "inputs"),
     (["--arch", "28x28-4Q5-10"], "error"),
+    (["--arch", "28x28-4C5-P2-10", "--val-size", "100", "--train-size", "0"], "--train-size"),
 ])
 def test_ann_rejects_bad_architectures(ann, capsys, tmp_path, monkeypatch, argv, expected):
     import stidi.datasets
