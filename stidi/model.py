@@ -47,6 +47,11 @@ AUTO_LR = {False: {"lr_hidden": 5.7e-3, "lr_output": 1.6e-4},
            True: {"lr_hidden": 1e-4, "lr_output": 1e-3}}
 
 
+# Settings added after files were first written, with the value that reproduces the
+# behaviour of files that lack them (where that differs from today's default).
+_ABSENT_MEANS = {"weight_average": 0.0, "eval_before_reset": False}
+
+
 class NotFittedError(RuntimeError, ValueError, AttributeError):
     """A method that needs a fitted estimator was called before :meth:`SpikingClassifier.fit`.
 
@@ -212,8 +217,11 @@ class SpikingClassifier(ScoringMixin):
         layer.  Dead hidden neurons (``dead_threshold``) are re-drawn the same way.
     init_median : sequence of float or None
         Median first spike time each weight layer is calibrated to (:mod:`stidi.init`).
-        ``None``: hidden weight layers evenly from 48 to 96, the output at 128
-        (for ``t_max = 256``; scaled with ``t_max``).
+        ``None`` (:func:`stidi.init.default_medians`): fully connected networks start
+        late, hidden weight layers evenly from 160 to 192 and the output at 224;
+        networks with a convolution early, hidden weight layers evenly from 48 to 96 and
+        the output at 128 (for ``t_max = 256``; scaled with ``t_max``).  Before version
+        0.2 every network started early: ``init_median=[48, 128]`` for ``784-400-10``.
     init_samples : int, default 100
         Training samples used for the calibration.
     bump : float, default 0
@@ -239,16 +247,19 @@ class SpikingClassifier(ScoringMixin):
     bump_cap : int or None, default None
         Most doublings of the bumping step: it grows to at most ``bump * 2**bump_cap``
         times the layer's scale.  ``None``: no bound.
-    weight_average : float, default 0
+    weight_average : float, default 0.95
         Our addition: keep an exponential moving average of the weights,
         :math:`\bar w \leftarrow a \bar w + (1 - a) w` with ``a = weight_average``
         after every ``average_every`` training samples (the averaging of Polyak and
         Juditsky 1992 in its exponential form); validation, the choice of the best
         epoch and the fitted model use :math:`\bar w`, training goes on from
-        :math:`w` (``last_W_``).  Re-drawn units restart their average.  0: off.
-    average_every : int, default 500
+        :math:`w` (``last_W_``).  Re-drawn units restart their average.  0: off (the
+        default before version 0.2).  The default 0.95 (every 100 samples) was chosen at
+        a course-lab budget, 5,000 images and two epochs (``results/lab-defaults.json``).
+    average_every : int or None, default None
         Training samples between two updates of the average (rounded down to whole
-        mini-batches); with bumping it must equal ``bump_every``.
+        mini-batches); with bumping it must equal ``bump_every``.  ``None``:
+        ``bump_every`` with bumping, else 100.
     dead_threshold : float, default 0.001
         After every epoch, hidden neurons (conv filters: counted over positions) that
         fired on fewer than this fraction of the epoch's samples get fresh weights.
@@ -269,11 +280,12 @@ class SpikingClassifier(ScoringMixin):
         Encode intensities into ``[0, input_window]`` instead of ``[0, t_max]``:
         ``t = floor(input_window * (1 - p))``, black pixels still "no spike".  ``None``:
         ``t_max`` (the plain :func:`stidi.encode`).
-    eval_before_reset : bool, default False
-        Order of the end of an epoch: by default dead hidden neurons are re-drawn
-        first and the validation split then scores the weights with the fresh
-        neurons; True scores (and may keep) the epoch's weights first and re-draws
-        afterwards, as S4NN's code does.
+    eval_before_reset : bool, default True
+        Order of the end of an epoch: the validation split scores (and may keep) the
+        epoch's weights first and dead hidden neurons are re-drawn afterwards, as
+        S4NN's code does; False re-draws first and scores the weights with the fresh
+        random neurons, which made accuracy dip after the epochs that re-drew many
+        (the default before version 0.2; chapter 5).
     n_jobs : int or None, default None
         Threads of the parallel kernels (mini-batches, prediction, evaluation) while
         the estimator runs: ``None`` = 1, ``-1`` = all of Numba's pool.  With
@@ -327,11 +339,11 @@ class SpikingClassifier(ScoringMixin):
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  bump: float = 0.0, bump_every: int = 500, bump_doubling: str = "layer",
                  bump_cap: int | None = None, bump_floor: float | Sequence[float] = 0.0,
-                 weight_average: float = 0.0, average_every: int = 500,
+                 weight_average: float = 0.95, average_every: int | None = None,
                  dead_threshold: float = 0.001, slope_floor: float = 1e-3,
                  psp: str = "triangle", delay: float = 0.0, init: str = "calibrated",
                  shuffle: bool = True, decay_every: str = "update",
-                 input_window: float | None = None, eval_before_reset: bool = False,
+                 input_window: float | None = None, eval_before_reset: bool = True,
                  n_jobs: int | None = None, random_state: int | None = None,
                  verbose: bool = False):
         self.arch = arch
@@ -467,7 +479,7 @@ class SpikingClassifier(ScoringMixin):
                              f"{self.lr if self.lr is not None else lrs!r}")
         t_max = float(self.t_max)
         if self.init_median is None:
-            med = default_medians(nw, t_max)
+            med = default_medians(nw, t_max, fully_connected=not arch.has_conv)
         else:
             med = [float(m) for m in self.init_median]
         if len(med) != nw or any(not 0 < m < t_max for m in med):
@@ -535,12 +547,15 @@ class SpikingClassifier(ScoringMixin):
                              ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0),
                              ("bump", 0.0)))
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1),
-                              ("lr_steps", 1), ("bump_every", 1), ("average_every", 1)):
+                              ("lr_steps", 1), ("bump_every", 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-        if float(self.bump) > 0 and float(self.weight_average) > 0 \
-                and int(self.average_every) != int(self.bump_every):
+        ae = self.average_every
+        if ae is not None and (not isinstance(ae, (int, np.integer)) or isinstance(ae, bool) or ae < 1):
+            raise ValueError(f"average_every must be None or an integer >= 1, got {ae!r}")
+        if float(self.bump) > 0 and float(self.weight_average) > 0 and ae is not None \
+                and int(ae) != int(self.bump_every):
             raise ValueError(f"with bumping, average_every must equal bump_every ({self.bump_every}), "
                              f"got {self.average_every}")
         _n_threads(self.n_jobs)
@@ -880,33 +895,39 @@ class SpikingClassifier(ScoringMixin):
         bump = float(self.bump)
         avg = float(self.weight_average)
         if bump > 0 or avg > 0:
-            window = max(1, int(self.bump_every if bump > 0 else self.average_every) // bs) * bs
+            window = max(1, int(self.bump_every if bump > 0 else self._average_every()) // bs) * bs
         else:
             window = order.shape[0]
         level = np.zeros(int(a_off[-1]), dtype=np.int64)   # bumps in a row (stidi.init.bump_silent)
         bumped = 0
-        for j in range(parts):
-            lr_j = self._scheduled(lrs0, cfg, epoch + j / parts)
-            for s in range(cuts[j], cuts[j + 1], window):
-                part = order[s:min(s + window, cuts[j + 1])]
-                before = fire.copy() if bump > 0 else None
-                args = (T, yi, part, self.W_, Wf, self.alpha_, desc, w_off, a_off, self.thetas_,
-                        lr_j, cfg["neuron"], cfg["rule"], stats, fire)
+        rates = [self._scheduled(lrs0, cfg, epoch + j / parts) for j in range(parts)]
+        # windows (bumping, averaging) run over the whole epoch; a window that spans the
+        # cut between two schedule parts trains each side at its part's rates
+        for w0 in range(0, order.shape[0], window):
+            w1 = min(w0 + window, order.shape[0])
+            before = fire.copy() if bump > 0 else None
+            a = w0
+            while a < w1:
+                j = next(j for j in range(parts) if cuts[j] <= a < cuts[j + 1])
+                b = min(w1, cuts[j + 1])
+                args = (T, yi, order[a:b], self.W_, Wf, self.alpha_, desc, w_off, a_off, self.thetas_,
+                        rates[j], cfg["neuron"], cfg["rule"], stats, fire)
                 if bs == 1 and cfg["optimizer"] == Optimizer.SGD:
                     train_epoch_sgd(*args)
                 else:
                     self.step_ = train_epoch_batch(*args, bs, min(_n_threads(self.n_jobs), bs),
                                                    cfg["optimizer"], self.m1_, self.m2_, int(self.step_))
-                if bump > 0 and part.shape[0] == window:
-                    n_b = bump_silent(self.arch_, self.W_, fire - before, bump, self.scales_, level,
-                                      per_unit=self.bump_doubling == "unit", cap=self.bump_cap,
-                                      floor=cfg["bump_floor"], n_seen=int(part.shape[0]))
-                    if n_b:
-                        bumped += n_b
-                        Wf = self._forward_weights()
-                if avg > 0:
-                    self.avg_W_ *= avg
-                    self.avg_W_ += (1.0 - avg) * self.W_
+                a = b
+            if bump > 0 and w1 - w0 == window:
+                n_b = bump_silent(self.arch_, self.W_, fire - before, bump, self.scales_, level,
+                                  per_unit=self.bump_doubling == "unit", cap=self.bump_cap,
+                                  floor=cfg["bump_floor"], n_seen=int(w1 - w0))
+                if n_b:
+                    bumped += n_b
+                    Wf = self._forward_weights()
+            if avg > 0:
+                self.avg_W_ *= avg
+                self.avg_W_ += (1.0 - avg) * self.W_
         reinit = 0 if self.eval_before_reset else self._reset_dead(fire, T.shape[0], cfg, rng)
         seconds = time.perf_counter() - t0
         n = max(stats[Stat.N], 1)
@@ -927,6 +948,12 @@ class SpikingClassifier(ScoringMixin):
         if self.eval_before_reset:
             rec["_fire"] = fire
         return rec
+
+    def _average_every(self) -> int:
+        """Training samples between two updates of the averaged weights (``average_every``)."""
+        if self.average_every is not None:
+            return int(self.average_every)
+        return int(self.bump_every) if float(self.bump) > 0 else 100
 
     def _scheduled(self, lrs0, cfg, epoch: float) -> np.ndarray:
         """Learning rates at (fractional) epoch ``epoch`` of the schedule (``lr_schedule``)."""
@@ -1095,8 +1122,9 @@ class SpikingClassifier(ScoringMixin):
         """Load a model written by :meth:`save` (format 2) or by an earlier version (format 1)."""
         data = _io.read_model(path)
         defaults = cls._defaults()
+        stored = {**_ABSENT_MEANS, **data["params"]}
         params = {k: tuple(v) if isinstance(defaults[k], tuple) and isinstance(v, list) else v
-                  for k, v in data["params"].items() if k in defaults}
+                  for k, v in stored.items() if k in defaults}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             clf = cls(**params)
@@ -1133,10 +1161,12 @@ class SpikingClassifier(ScoringMixin):
             raise _io.ModelFileError(f"{path}: a saved model, not a training checkpoint")
         mine = json.loads(_io.params_json(self.get_params()))
         ignore = {"epochs", "verbose"} | ({"n_jobs"} if int(self.batch_size) == 1 else set())
-        # a setting added after the checkpoint was written counts as its default
-        defaults = json.loads(_io.params_json(self._defaults()))
-        diff = sorted(k for k in mine if k not in ignore
-                      and z["params"].get(k, defaults.get(k)) != mine[k])
+        # a setting added after the checkpoint was written counts as its default, or as
+        # the value that reproduces the behaviour of the time (_ABSENT_MEANS)
+        stored = {**json.loads(_io.params_json(self._defaults())), **_ABSENT_MEANS, **z["params"]}
+        if float(stored["weight_average"]) == 0 and float(mine["weight_average"]) == 0:
+            ignore.add("average_every")  # no average kept either way
+        diff = sorted(k for k in mine if k not in ignore and stored.get(k) != mine[k])
         if diff or str(z["arch"]) != self.arch_.text:
             raise ValueError(f"checkpoint {path} was written with different settings: "
                              f"{diff or ['arch']}")

@@ -90,6 +90,10 @@ def _check_pins(clf, pins):
         np.testing.assert_allclose(c.ravel()[[0, 7, 1234 % c.size]], picks, rtol=1e-9)
 
 
+# The defaults before version 0.2 (the pins were computed with them): no averaged weights,
+# dead units re-drawn before scoring, and for fully connected networks the early calibration.
+FORMER = dict(weight_average=0.0, eval_before_reset=False)
+
 # default 784-400-10, one online epoch over the first 200 shipped MNIST images, seed 0:
 # (shape, sum, sum of |w|, three entries of the flattened (n_out, n_in) matrix).
 # Moved on purpose when the two programs became one engine: learning rates are now in
@@ -114,15 +118,33 @@ CONV_PINS = [
 
 def test_golden_default_dense_network(subset):
     X, y = subset
-    clf = SpikingClassifier(epochs=1, random_state=0).fit(X[:200], y[:200])
+    clf = SpikingClassifier(epochs=1, random_state=0, init_median=[48.0, 128.0], **FORMER).fit(X[:200], y[:200])
     _check_pins(clf, FC_PINS)
 
 @pytest.mark.jit
 
 def test_golden_default_conv_network(subset):
     X, y = subset
-    clf = SpikingClassifier("28x28-16C5-P2-10", epochs=1, random_state=0).fit(X[:200], y[:200])
+    clf = SpikingClassifier("28x28-16C5-P2-10", epochs=1, random_state=0, **FORMER).fit(X[:200], y[:200])
     _check_pins(clf, CONV_PINS)
+
+
+@pytest.mark.jit
+@pytest.mark.parametrize("arch, medians", [("784-400-10", [160.0, 224.0]),
+                                           ("784-64-32-10", [160.0, 192.0, 224.0]),
+                                           ("28x28-16C5-P2-10", [48.0, 128.0])])
+def test_defaults_are_the_documented_settings(subset, arch, medians):
+    """The defaults since version 0.2 train exactly as these settings spelled out."""
+    X, y = subset
+    a = SpikingClassifier(arch, epochs=2, random_state=0).fit(X[:120], y[:120], validation_data=(X[200:260], y[200:260]))
+    b = SpikingClassifier(arch, epochs=2, random_state=0, weight_average=0.95, average_every=100,
+                          eval_before_reset=True, init_median=medians).fit(
+        X[:120], y[:120], validation_data=(X[200:260], y[200:260]))
+    for ca, cb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(ca, cb)
+    c = SpikingClassifier(arch, epochs=2, random_state=0, init_median=medians, **FORMER).fit(
+        X[:120], y[:120], validation_data=(X[200:260], y[200:260]))
+    assert any(not np.array_equal(ca, cc) for ca, cc in zip(a.coefs_, c.coefs_))
 
 
 # ------------------------------------------------------------ the schedule within an epoch

@@ -231,7 +231,7 @@ def test_binary_clip_bounds_the_real_weights_of_binary_layers(subset):
     partly binary network is not clipped, and c = 0 leaves the weights as without the option."""
     X, y = subset[0][:150], subset[1][:150]
     kw = dict(arch="784-16-10", binary=[True, False], epochs=2, random_state=3, init_samples=50,
-              dead_threshold=0.0, lr=[3e-2, 1e-2])
+              dead_threshold=0.0, lr=[3e-2, 1e-2], weight_average=0.0)
     clf = SpikingClassifier(binary_clip=0.5, **kw).fit(X, y)
     free = SpikingClassifier(**kw).fit(X, y)
     W0, W1 = clf.coefs_[0], clf.coefs_[1]
@@ -527,7 +527,7 @@ def test_weight_average_follows_its_formula_and_leaves_training_alone(subset):
     same run without averaging; the training trajectory itself is unchanged."""
     X, y = subset[0][:200], subset[1][:200]
     kw = dict(arch="*-16-*", random_state=4, init_samples=50, dead_threshold=0.0)
-    w = [SpikingClassifier(epochs=k, **kw).fit(X, y).W_ for k in (0, 1, 2)]
+    w = [SpikingClassifier(epochs=k, weight_average=0.0, **kw).fit(X, y).W_ for k in (0, 1, 2)]
     a = 0.6
     avg = SpikingClassifier(epochs=2, weight_average=a, average_every=200, **kw).fit(X, y)
     np.testing.assert_array_equal(avg.last_W_, w[2])
@@ -560,12 +560,13 @@ def test_weight_average_resumes_like_an_uninterrupted_run(tmp_path, subset):
     np.testing.assert_array_equal(resumed.last_W_, full.last_W_)
 
 
-def test_a_checkpoint_without_a_newer_setting_resumes_with_its_default(tmp_path, subset):
-    """Checkpoints written before a setting existed hold no value for it: the default applies."""
+def test_a_checkpoint_without_a_newer_setting_resumes_as_it_was_written(tmp_path, subset):
+    """Checkpoints written before a setting existed hold no value for it: the value that
+    reproduces them applies (the default, or for weight_average the 0 of the time)."""
     X, y = subset[0][:200], subset[1][:200]
     ck = tmp_path / "ck.npz"
-    full = small(epochs=2).fit(X, y)
-    small(epochs=1).fit(X, y, checkpoint=ck)
+    full = small(epochs=2, weight_average=0.0).fit(X, y)
+    small(epochs=1, weight_average=0.0).fit(X, y, checkpoint=ck)
     with np.load(ck) as z:
         arrays = {k: z[k] for k in z.files}
     params = json.loads(str(arrays["params"]))
@@ -574,16 +575,40 @@ def test_a_checkpoint_without_a_newer_setting_resumes_with_its_default(tmp_path,
     arrays["params"] = np.array(json.dumps(params))
     del arrays["avg_W"]
     np.savez(ck, **arrays)
-    resumed = small(epochs=2).fit(X, y, checkpoint=ck, resume=True)
+    resumed = small(epochs=2, weight_average=0.0).fit(X, y, checkpoint=ck, resume=True)
     np.testing.assert_array_equal(resumed.W_, full.W_)
     with pytest.raises(ValueError, match="weight_average"):
-        small(epochs=2, weight_average=0.5).fit(X, y, checkpoint=ck, resume=True)
+        small(epochs=2).fit(X, y, checkpoint=ck, resume=True)   # today's default averages
+    # a saved model without the setting loads with the value of its time
+    small(epochs=1, weight_average=0.0).fit(X, y).save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    params = json.loads(str(arrays["params"]))
+    del params["weight_average"], params["eval_before_reset"]
+    arrays["params"] = np.array(json.dumps(params))
+    np.savez(tmp_path / "m.npz", **arrays)
+    loaded = SpikingClassifier.load(tmp_path / "m.npz")
+    assert loaded.weight_average == 0.0 and loaded.eval_before_reset is False
+
+
+def test_average_every_defaults_to_100_or_the_bumping_window(subset):
+    """``average_every=None`` averages every 100 samples, or once per bumping window, so that
+    bumping with the default averaging needs no further setting."""
+    X, y = subset[0][:120], subset[1][:120]
+    plain = small(epochs=1)
+    assert plain._average_every() == 100
+    bumped = small(epochs=1, bump=0.05, bump_every=40).fit(X, y)
+    assert bumped._average_every() == 40
+    # one average update per 40 samples: three windows
+    ref = small(epochs=1, bump=0.05, bump_every=40, average_every=40).fit(X, y)
+    np.testing.assert_array_equal(bumped.W_, ref.W_)
 
 
 @pytest.mark.parametrize("kw, message", [(dict(weight_average=1.0), "weight_average"),
                                          (dict(weight_average=-0.1), "weight_average"),
                                          (dict(weight_average=True), "weight_average"),
                                          (dict(average_every=0), "average_every"),
+                                         (dict(average_every=2.5), "average_every"),
                                          (dict(weight_average=0.5, bump=0.1, bump_every=100,
                                                average_every=50), "average_every")])
 def test_weight_average_bad_settings_are_one_clear_error(kw, message):

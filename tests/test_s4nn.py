@@ -152,7 +152,7 @@ def test_s4nn_step_with_silent_outputs_pushes_the_label_and_decay_every_sample()
 # S4NN's settings, with a threshold suited to 64 inputs (S4NN: 100 for 784)
 S4NN = dict(psp="step", delay=1.0, theta=10.0, init="uniform", init_range=[(0, 5), (0, 48)],
             lr=[0.2, 0.2], lr_schedule="constant", dtdv="constant", weight_decay=1e-6,
-            decay_every="sample", shuffle=False)
+            decay_every="sample", shuffle=False, weight_average=0.0)
 
 
 def small_data(n=120, seed=0):
@@ -196,7 +196,8 @@ def test_dead_hidden_neurons_are_redrawn_from_the_uniform_range():
 def test_eval_before_reset_scores_the_epoch_before_dead_neurons_are_redrawn():
     X, y = small_data()
     cfg = {**S4NN, "init_range": [(0, 0.01), (0, 48)], "dead_threshold": 0.5, "lr": [0.0, 0.0]}
-    after = SpikingClassifier("64-20-3", epochs=1, random_state=0, **cfg).fit(X, y, validation_data=(X, y))
+    after = SpikingClassifier("64-20-3", epochs=1, random_state=0, eval_before_reset=False,
+                              **cfg).fit(X, y, validation_data=(X, y))
     before = SpikingClassifier("64-20-3", epochs=1, random_state=0, eval_before_reset=True,
                                **cfg).fit(X, y, validation_data=(X, y))
     assert after.history_[0]["reinitialised"] == before.history_[0]["reinitialised"] == 20
