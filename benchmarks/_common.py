@@ -28,6 +28,21 @@ def best_of(fn, repeat: int, cpu: bool = False) -> float:
     return best
 
 
+def former_defaults(arch: str) -> dict:
+    """The estimator settings of version 0.1, with which the committed measurements were
+    made: no averaged weights, dead units re-drawn before scoring, and for a fully
+    connected network the early calibration (how far each image's spikes get, and so
+    the work per image, depends on it)."""
+    from stidi.architecture import parse_architecture
+    from stidi.init import default_medians
+
+    a = parse_architecture(arch)
+    settings = dict(weight_average=0.0, eval_before_reset=False)
+    if not a.has_conv:
+        settings["init_median"] = default_medians(len(a.weight_layers), 256.0)
+    return settings
+
+
 def cpu_model() -> str:
     """CPU model name from ``/proc/cpuinfo`` (Linux), else :func:`platform.processor`."""
     try:

@@ -39,18 +39,13 @@ import numpy as np
 from stidi import conv, datasets, reference
 from stidi import network as net
 from stidi._codes import N_STATS, Col, LayerKind
-from stidi.architecture import parse_architecture
-from stidi.init import default_medians
 from stidi.model import SpikingClassifier
 
 CONV_DEFAULT_ARCH = "28x28-16C5-P2-10"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, load_average, machine_info, now_iso, write_json_atomic  # noqa: E402
-
-# The defaults before version 0.2, with which the committed measurements were made (a
-# fully connected baseline also gets that version's early calibration, below).
-FORMER = dict(weight_average=0.0, eval_before_reset=False)
+from _common import (best_of, former_defaults, load_average, machine_info, now_iso,  # noqa: E402
+                     write_json_atomic)
 
 
 def connections(arch) -> int:
@@ -125,7 +120,8 @@ def main(argv=None):
     X, y = datasets.load_subset("mnist", "train")
     n = min(args.n, X.shape[0])
     threads = numba.config.NUMBA_NUM_THREADS
-    clf = SpikingClassifier(args.arch, binary=args.binary, epochs=1, random_state=0, **FORMER)
+    clf = SpikingClassifier(args.arch, binary=args.binary, epochs=1, random_state=0,
+                            **former_defaults(args.arch))
     clf.fit(X[:1000], y[:1000])  # calibration + warm-up (and JIT compilation)
     cfg = clf._validate(clf.arch_)
     T = clf._times(X[:n])
@@ -205,9 +201,8 @@ def main(argv=None):
     # --- per-synapse cost against a dense network trained on the same images, same process
     per_syn = t_conv = t_dense = s_conv = s_dense = work = None
     if args.dense_arch:
-        dense = SpikingClassifier(args.dense_arch, epochs=1, random_state=0, **FORMER,
-                                  **({"init_median": default_medians(len(parse_architecture(args.dense_arch).weight_layers), 256.0)}
-                                     if not parse_architecture(args.dense_arch).has_conv else {}))
+        dense = SpikingClassifier(args.dense_arch, epochs=1, random_state=0,
+                                  **former_defaults(args.dense_arch))
         dense.fit(X[:1000], y[:1000])
         dcfg = dense._validate(dense.arch_)
         dT = dense._times(X[:n])

@@ -61,7 +61,7 @@ from stidi._codes import N_STATS, Neuron, make_rule  # noqa: E402
 from stidi.architecture import parse_architecture  # noqa: E402
 from stidi.model import SpikingClassifier  # noqa: E402
 
-from _common import best_of, load_average, machine_info, now_iso, write_json_atomic  # noqa: E402
+from _common import best_of, former_defaults, load_average, machine_info, now_iso, write_json_atomic  # noqa: E402
 
 TAU1, TAU2, TMAX = 128.0, 1024.0, 256.0
 
@@ -75,17 +75,13 @@ def load_images(dataset="mnist"):
         return X, y, False
 
 
-# The defaults before version 0.2, with which the committed measurements were made: the
-# early calibration sets how far each image's spikes get, so it sets the work per image.
-ENGINE_SETTINGS = dict(init_median=[48.0, 128.0], weight_average=0.0, eval_before_reset=False)
-
 
 def trained_like_weights(T, y, rng, epochs=1):
     """A briefly trained 784-400-10 network, so that firing statistics are realistic.
 
     ``epochs=0`` gives the calibrated random initialisation (nothing learned).
     """
-    clf = SpikingClassifier("784-400-10", epochs=epochs, random_state=0, **ENGINE_SETTINGS)
+    clf = SpikingClassifier("784-400-10", epochs=epochs, random_state=0, **former_defaults("784-400-10"))
     clf.fit(T[:3000], y[:3000])
     return clf
 
@@ -199,7 +195,7 @@ def main():
 
     # 3. one epoch of full MNIST: online (serial) and in mini-batches on every thread
     if args.epoch and full:
-        clf = SpikingClassifier("784-400-10", epochs=1, random_state=0, **ENGINE_SETTINGS)
+        clf = SpikingClassifier("784-400-10", epochs=1, random_state=0, **former_defaults("784-400-10"))
         t0 = time.perf_counter()
         clf.fit(X, y)
         report["epoch_seconds_including_calibration"] = time.perf_counter() - t0
@@ -208,7 +204,7 @@ def main():
               f"{report['epoch_train_seconds']:.1f} s training "
               f"({report['epoch_seconds_including_calibration']:.1f} s with calibration)")
         clf = SpikingClassifier("784-400-10", epochs=1, batch_size=32, optimizer="adam",
-                                n_jobs=THREADS, random_state=0, **ENGINE_SETTINGS)
+                                n_jobs=THREADS, random_state=0, **former_defaults("784-400-10"))
         clf.fit(X, y)
         report["epoch_batch_train_seconds"] = clf.history_[0]["train_seconds"]
         print(f"[3] the same epoch in mini-batches of 32 on {THREADS} thread(s): "
