@@ -323,3 +323,81 @@ def test_ann_rejects_bad_architectures(ann, capsys, tmp_path, monkeypatch, argv,
         ann.main([*argv, "--dataset", "mnist", "--out", str(tmp_path / "r.json")])
     assert expected in str(exc.value)
     assert not (tmp_path / "r.json").exists()
+
+
+# --- scripts/gradient_alignment.py ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def alignment():
+    return _script("gradient_alignment")
+
+
+def _subset_load(monkeypatch):
+    import stidi.datasets
+
+    monkeypatch.setattr(stidi.datasets, "load", lambda name, split, data_dir=None, download=False:
+                        stidi.datasets.load_subset(name, split))
+
+
+def test_alignment_exact_chain_is_the_numerical_gradient(alignment):
+    """With every unit firing, the chain-rule variant of the rule is the gradient of ||t - T||.
+
+    One sample, so the per-layer normalisation of the hidden error only scales each layer's
+    direction: the cosine is 1 and the output layer matches in size too.  The rule as
+    configured (gain t/theta) is not the gradient in the hidden layer.
+    """
+    import stidi
+    from stidi.datasets import load_subset
+
+    X, y = load_subset("mnist", "train")
+    clf = stidi.SpikingClassifier("784-12-10", epochs=1, init_median=[40.0, 100.0], random_state=1,
+                                  n_jobs=1).fit(X[:300], y[:300])
+    checked = 0
+    for i in range(300, 340):
+        probe = alignment.Probe(clf, clf._times(X[i:i + 1]), y[i:i + 1])
+        t_all = clf._forward(probe.T_in)[0][0]
+        if np.any(t_all[784:] >= clf.t_max) or np.all(probe.t_out == probe.targets):
+            continue                    # a silent unit, or nothing to learn: not this test's case
+        exact = probe.direction(dtdv="slope", hidden_error="displacement")
+        rule = probe.direction()
+        for l in clf.arch_.weight_layers:
+            lo, hi = int(probe.w_off[l]), int(probe.w_off[l + 1])
+            q = np.arange(lo, hi)
+            grad = probe.numerical_gradient(q, 1e-6 * float(clf.scales_[l]))
+            assert alignment._cos(exact[q], grad) == pytest.approx(1.0, abs=1e-6), (i, l)
+            if l == clf.arch_.weight_layers[-1]:
+                np.testing.assert_allclose(exact[q], grad, rtol=1e-5, atol=1e-9 * np.abs(grad).max())
+            else:
+                assert alignment._cos(rule[q], grad) < 1.0 - 1e-6
+        checked += 1
+    assert checked >= 3
+
+
+def test_alignment_script_writes_one_row_per_weight_layer(alignment, tmp_path, monkeypatch):
+    _subset_load(monkeypatch)
+    out = tmp_path / "a.json"
+    res = alignment.main(["--arch", "784-16-10", "--dataset", "mnist", "--train-size", "200",
+                          "--val-size", "100", "--n", "20", "--per-layer", "8", "--out", str(out),
+                          "--quiet"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(res))
+    assert [r["layer"] for r in res["layers"]] == ["16", "10"]
+    for row in res["layers"]:
+        assert row["sampled"] == 8
+        assert set(row["cosine_with_gradient"]) == set(alignment.VARIANTS)
+        assert all(-1.0 <= c <= 1.0 for c in row["cosine_with_gradient"].values() if c == c)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--n", "0"], "--n"),
+    (["--n", "500"], "exceeds"),
+    (["--set", "normalise=false"], "normalise"),
+    (["--set", "tau1=-5"], "tau1"),
+])
+def test_alignment_rejects_bad_input(alignment, capsys, tmp_path, monkeypatch, argv, expected):
+    _subset_load(monkeypatch)
+    _fails(alignment.main, ["--arch", "784-16-10", "--dataset", "mnist", "--train-size", "100",
+                            "--val-size", "100", "--n", "20", "--per-layer", "4", "--out", str(tmp_path / "a.json"),
+                            *argv], capsys, expected)
+    assert not (tmp_path / "a.json").exists()
