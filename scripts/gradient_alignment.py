@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--n-jobs", type=int, default=1, help="threads of the training run")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--into", type=Path, default=None,
+                   help="also file the run under --name in this collection (replacing a run of that name)")
+    p.add_argument("--name", default=None, help="the run's name in --into")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -177,11 +180,26 @@ def measure(probe: Probe, per_layer: int, step: float, rng: np.random.Generator,
     return {"layers": layers}
 
 
+def file_into(path: Path, name: str, run: dict) -> dict:
+    """Put ``run`` under ``name`` into the collection at ``path`` (created if missing), in name order."""
+    coll = json.loads(path.read_text()) if path.is_file() else {
+        "description": "Per-layer cosine between the update of STiDi-BP (and of three variants) and the "
+                       "numerical gradient of the loss ||t - T|| it descends; scripts/gradient_alignment.py.",
+        "runs": []}
+    runs = [r for r in coll["runs"] if r.get("name") != name]
+    runs.append({"name": name, **run})
+    coll["runs"] = sorted(runs, key=lambda r: r["name"])
+    atomic_write_text(path, json.dumps(coll, indent=1) + "\n")
+    return coll
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.epochs < 1 or args.n < 1 or args.per_layer < 1 or args.train_size < 1:
             raise ValueError("--epochs, --n, --per-layer and --train-size must be >= 1")
+        if (args.into is None) != (args.name is None):
+            raise ValueError("--into and --name go together")
         if not (args.step > 0):
             raise ValueError("--step must be > 0")
         settings = _overrides(args.set)
@@ -223,6 +241,8 @@ def main(argv=None) -> int:
                         "stidi": stidi.__version__, "threads": os.environ.get("NUMBA_NUM_THREADS")},
     }
     atomic_write_text(args.out, json.dumps(out, indent=1) + "\n")
+    if args.into is not None:
+        file_into(args.into, args.name, out)
     if not args.quiet:
         names = list(VARIANTS)
         print(f"{args.arch} {args.dataset}: validation {out['validation_accuracy_1000']:.4f}, "

@@ -387,9 +387,16 @@ def test_alignment_script_writes_one_row_per_weight_layer(alignment, tmp_path, m
         assert set(row["cosine_with_gradient"]) == set(alignment.VARIANTS)
         assert all(-1.0 <= c <= 1.0 for c in row["cosine_with_gradient"].values() if c == c)
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    coll = tmp_path / "all.json"
+    alignment.file_into(coll, "b", res)
+    alignment.file_into(coll, "a", res)
+    alignment.file_into(coll, "b", {**res, "seed": 5})
+    runs = json.loads(coll.read_text())["runs"]
+    assert [r["name"] for r in runs] == ["a", "b"] and runs[1]["seed"] == 5
 
 
 @pytest.mark.parametrize("argv, expected", [
+    (["--into", "x.json"], "--name"),
     (["--n", "0"], "--n"),
     (["--n", "500"], "exceeds"),
     (["--set", "normalise=false"], "normalise"),
