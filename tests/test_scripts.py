@@ -340,11 +340,13 @@ def _subset_load(monkeypatch):
                         stidi.datasets.load_subset(name, split))
 
 
-def test_alignment_exact_chain_is_the_numerical_gradient(alignment):
-    """With every unit firing, the chain-rule variant of the rule is the gradient of ||t - T||.
+@pytest.mark.parametrize("norm_floor", [0.0, 1.0])
+def test_alignment_exact_chain_is_the_numerical_gradient(alignment, norm_floor):
+    """With every unit firing, the chain-rule variant of the rule is the gradient of its loss.
 
     One sample, so the per-layer normalisation of the hidden error only scales each layer's
-    direction: the cosine is 1 and the output layer matches in size too.  The rule as
+    direction: the cosine is 1 and the output layer matches in size too, for the loss
+    ||t - T|| (no floor) as for its quadratic part (a floor above every error).  The rule as
     configured (gain t/theta) is not the gradient in the hidden layer.
     """
     import stidi
@@ -352,7 +354,7 @@ def test_alignment_exact_chain_is_the_numerical_gradient(alignment):
 
     X, y = load_subset("mnist", "train")
     clf = stidi.SpikingClassifier("784-12-10", epochs=1, init_median=[40.0, 100.0], random_state=1,
-                                  n_jobs=1).fit(X[:300], y[:300])
+                                  n_jobs=1, norm_floor=norm_floor).fit(X[:300], y[:300])
     checked = 0
     for i in range(300, 340):
         probe = alignment.Probe(clf, clf._times(X[i:i + 1]), y[i:i + 1])
