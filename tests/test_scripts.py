@@ -340,6 +340,7 @@ def _subset_load(monkeypatch):
                         stidi.datasets.load_subset(name, split))
 
 
+@pytest.mark.jit
 @pytest.mark.parametrize("norm_floor", [0.0, 1.0])
 def test_alignment_exact_chain_is_the_numerical_gradient(alignment, norm_floor):
     """With every unit firing, the chain-rule variant of the rule is the gradient of its loss.
@@ -373,9 +374,12 @@ def test_alignment_exact_chain_is_the_numerical_gradient(alignment, norm_floor):
             else:
                 assert alignment._cos(rule[q], grad) < 1.0 - 1e-6
         checked += 1
-    assert checked >= 3
+        if checked == 3:
+            break
+    assert checked == 3
 
 
+@pytest.mark.jit
 def test_alignment_script_writes_one_row_per_weight_layer(alignment, tmp_path, monkeypatch):
     _subset_load(monkeypatch)
     out = tmp_path / "a.json"
