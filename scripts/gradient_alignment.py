@@ -46,8 +46,7 @@ from pathlib import Path
 import numpy as np
 
 import stidi
-from stidi._codes import Col, LayerKind, N_STATS
-from stidi._codes import make_rule
+from stidi._codes import N_STATS, make_rule
 from stidi._io import atomic_write_text
 from stidi.cli import _overrides
 import stidi.datasets
@@ -92,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_supported(clf: stidi.SpikingClassifier) -> None:
+    """The loss of :meth:`Probe.loss` is the one the rule descends only for these networks."""
+    if not clf.normalise or any(np.atleast_1d(clf.binary)):
+        raise ValueError("the loss matches the rule of real-weight networks with normalise=True only")
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
@@ -101,10 +106,7 @@ class Probe:
     """A fitted classifier with the targets of ``T_in`` frozen: loss, gradients, rule directions."""
 
     def __init__(self, clf: stidi.SpikingClassifier, T_in: np.ndarray, labels: np.ndarray):
-        if clf.alpha_.size:
-            raise ValueError("binary networks are not supported (their forward weights are signs)")
-        if not clf.normalise:
-            raise ValueError("the loss matches the rule only with normalise=True")
+        _check_supported(clf)
         self.clf = clf
         self.T_in = np.ascontiguousarray(T_in, dtype=np.float64)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -176,7 +178,7 @@ def measure(probe: Probe, per_layer: int, step: float, rng: np.random.Generator,
     rates = probe.cfg["lrs"] * clf.scales_          # the first epoch's rates, as fit uses them
     n = probe.T_in.shape[0]
     layers = []
-    for q, l in enumerate(clf.arch_.weight_layers):
+    for l in clf.arch_.weight_layers:
         lo, hi = int(probe.w_off[l]), int(probe.w_off[l + 1])
         idx = np.sort(rng.choice(np.arange(lo, hi), size=min(per_layer, hi - lo), replace=False))
         grad = probe.numerical_gradient(idx, step * float(clf.scales_[l]))
@@ -185,9 +187,9 @@ def measure(probe: Probe, per_layer: int, step: float, rng: np.random.Generator,
                # size of one image's step relative to the layer's weights, at its rate
                "relative_step_per_image": float(rates[l] * np.linalg.norm(dirs["stidi-bp"][lo:hi])
                                                 / n / np.linalg.norm(probe.W[lo:hi])),
-               "cosine_with_gradient": {n: _cos(d[idx], grad) for n, d in dirs.items()},
-               "cosine_with_stidi_bp_all_weights": {n: _cos(d[lo:hi], dirs["stidi-bp"][lo:hi])
-                                                   for n, d in dirs.items() if n != "stidi-bp"}}
+               "cosine_with_gradient": {name: _cos(d[idx], grad) for name, d in dirs.items()},
+               "cosine_with_stidi_bp_all_weights": {name: _cos(d[lo:hi], dirs["stidi-bp"][lo:hi])
+                                                   for name, d in dirs.items() if name != "stidi-bp"}}
         layers.append(row)
     return {"layers": layers}
 
@@ -222,8 +224,7 @@ def main(argv=None) -> int:
         tr = tr[:args.train_size]
         clf = stidi.SpikingClassifier(args.arch, epochs=args.epochs, random_state=args.seed,
                                       n_jobs=args.n_jobs, **settings)
-        if not clf.normalise or clf.binary is not False:
-            raise ValueError("the loss matches the rule of real-weight networks with normalise=True only")
+        _check_supported(clf)             # before fitting: a refused network costs no training
         t0 = time.perf_counter()
         clf.fit(X[tr], y[tr], validation_data=(X[va[:1000]], y[va[:1000]]))
         fit_seconds = time.perf_counter() - t0

@@ -286,13 +286,16 @@ def test_ann_backward_matches_finite_differences(ann, text):
     assert checked == sum(a.size for p in net.params if p is not None for a in p)
 
 
-def test_ann_runs_on_a_slice_and_selects_on_validation(ann, tmp_path, monkeypatch):
+def _subset_load(monkeypatch):
+    """``stidi.datasets.load`` reads the shipped subset instead of the full files."""
     import stidi.datasets
 
-    def subset(name, split, download=False):
-        return stidi.datasets.load_subset(name, split)
+    monkeypatch.setattr(stidi.datasets, "load", lambda name, split, data_dir=None, download=False:
+                        stidi.datasets.load_subset(name, split))
 
-    monkeypatch.setattr(stidi.datasets, "load", subset)
+
+def test_ann_runs_on_a_slice_and_selects_on_validation(ann, tmp_path, monkeypatch):
+    _subset_load(monkeypatch)
     out = tmp_path / "ann.json"
     report = ann.main(["--arch", "28x28-4C5-P4-10", "--dataset", "mnist", "--epochs", "3",
                        "--val-size", "100", "--train-size", "200", "--out", str(out), "--quiet"])
@@ -315,10 +318,7 @@ def test_ann_runs_on_a_slice_and_selects_on_validation(ann, tmp_path, monkeypatc
     (["--arch", "28x28-4C5-P2-10", "--val-size", "100", "--train-size", "0"], "--train-size"),
 ])
 def test_ann_rejects_bad_architectures(ann, capsys, tmp_path, monkeypatch, argv, expected):
-    import stidi.datasets
-
-    monkeypatch.setattr(stidi.datasets, "load", lambda name, split, download=False:
-                        stidi.datasets.load_subset(name, split))
+    _subset_load(monkeypatch)
     with pytest.raises(SystemExit) as exc:
         ann.main([*argv, "--dataset", "mnist", "--out", str(tmp_path / "r.json")])
     assert expected in str(exc.value)
@@ -331,13 +331,6 @@ def test_ann_rejects_bad_architectures(ann, capsys, tmp_path, monkeypatch, argv,
 @pytest.fixture(scope="module")
 def alignment():
     return _script("gradient_alignment")
-
-
-def _subset_load(monkeypatch):
-    import stidi.datasets
-
-    monkeypatch.setattr(stidi.datasets, "load", lambda name, split, data_dir=None, download=False:
-                        stidi.datasets.load_subset(name, split))
 
 
 @pytest.mark.jit
