@@ -54,6 +54,7 @@ __all__ = [
     "report_path",
     "load_report",
     "available_reports",
+    "best_within",
     "Published",
     "Run",
     "RUNS",
@@ -140,6 +141,19 @@ def load_report(name: str, folder: str | Path | None = None, *, required: bool =
 def available_reports(folder: str | Path | None = None) -> list[str]:
     """Names (without ``.json``) of the reports in the results folder."""
     return sorted(p.stem for p in _folder(folder).glob("*.json"))
+
+
+def best_within(run: dict, n: int) -> float:
+    """Best validation accuracy of one run over its first ``n`` epochs.
+
+    ``run`` is a run's report, or one entry of the ``runs`` list of a probe
+    file (anything with a ``history`` of per-epoch ``val_accuracy``), so that
+    runs of different lengths compare at equal budgets.
+    """
+    history = run["history"][: int(n)]
+    if not history:
+        raise ValueError(f"no epochs to read: the run has {len(run['history'])}, n = {n}")
+    return max(h["val_accuracy"] for h in history)
 
 
 # ---------------------------------------------------------------- reproduction table

@@ -207,6 +207,15 @@ def test_results_dir_order(tmp_path, monkeypatch):
         rt.results_dir()
 
 
+def test_best_within_reads_only_the_first_epochs():
+    run = {"history": [{"val_accuracy": a} for a in (0.91, 0.95, 0.93, 0.97)]}
+    assert rt.best_within(run, 1) == 0.91
+    assert rt.best_within(run, 3) == 0.95      # the fourth epoch's 0.97 is past the budget
+    assert rt.best_within(run, 10) == 0.97     # a longer budget reads every epoch there is
+    with pytest.raises(ValueError, match="no epochs"):
+        rt.best_within(run, 0)
+
+
 def test_packaged_copy_is_used_without_a_checkout(tmp_path, monkeypatch):
     monkeypatch.delenv(rt.ENV_VAR, raising=False)
     packaged = tmp_path / "_results"
