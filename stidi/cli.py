@@ -1,9 +1,11 @@
-"""Command line: ``python -m stidi train ...`` and ``python -m stidi evaluate MODEL.npz ...``.
+"""Command line: ``python -m stidi train ...``, ``evaluate MODEL.npz ...`` and ``check REPORT.json``.
 
 ``train`` trains a network on MNIST or Fashion-MNIST with a validation split
 carved from the training set, evaluates the selected weights once on the test
 set, and writes a JSON report (accuracies as fractions 0..1, timings, the full
 configuration and the per-epoch history).  ``evaluate`` scores a saved model.
+``check`` re-runs the first epochs of a report's recorded command and says
+whether this version of the package trains them to the same numbers.
 Every setting is checked before any data is read; a bad input ends in one
 line on stderr and exit code 2 (set ``STIDI_DEBUG=1`` for the traceback).
 """
@@ -97,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(ev)
     ev.add_argument("--out", default=None, help="also write the scores to this JSON file")
     ev.set_defaults(func=evaluate)
+    ck = sub.add_parser("check", help="re-run the first epochs of a report's command and compare them")
+    ck.add_argument("report", help="JSON report written by train (or by sweep)")
+    ck.add_argument("--epochs", type=_positive_int, default=1,
+                    help="epochs to re-run and compare (default 1)")
+    ck.add_argument("--data-dir", default=None,
+                    help="folder with the IDX files (default: $STIDI_DATA, else the download cache)")
+    ck.set_defaults(func=check)
     if importlib.util.find_spec("stidi.sweep") is not None:
         from . import sweep as _sweep
 
@@ -183,7 +192,10 @@ def _load(args, split: str):
 def _environment() -> dict:
     import numba
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+    from . import __version__
+
+    return {"stidi": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__,
             "machine": platform.machine(), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "platform": platform.platform()}
 
@@ -299,6 +311,89 @@ def evaluate(args: argparse.Namespace) -> dict:
     print(f"test accuracy {scores['accuracy']:.4f} (no fallback {scores['accuracy_no_fallback']:.4f}) "
           f"on {len(yt)} {args.dataset} images, {clf.arch_.text}")
     return report
+
+
+#: Per-epoch fields that ``check`` compares, exactly: everything the training itself
+#: decides (times and rates are left out: the first is the machine's, the second the command's).
+CHECKED_FIELDS = ("train_accuracy_running", "train_output_silent_fraction", "train_hidden_silent_fraction",
+                  "reinitialised", "bumped", "val_accuracy", "val_accuracy_no_fallback", "alpha")
+
+
+def check(args: argparse.Namespace) -> int:
+    """``python -m stidi check REPORT.json``: 0 if the re-run epochs match the report, 1 if not.
+
+    The report's ``command`` is parsed as ``train`` would parse it; its output,
+    checkpoint and saved-model paths are dropped (a ``--resume`` too: the re-run
+    starts from scratch, which a resumed run equals), every setting of the report's
+    ``config`` is passed explicitly (a default changed since then is not a
+    difference), and it trains for ``--epochs`` epochs into a temporary folder.  Rates that decay per epoch do not
+    depend on the number of epochs; a cosine schedule does, so it is only checked
+    over the report's full length.
+    """
+    import tempfile
+
+    path = Path(args.report)
+    if not path.is_file():
+        raise CliError(f"{path}: no such report")
+    try:
+        rep = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CliError(f"{path}: not a JSON report ({err})") from None
+    if not isinstance(rep, dict) or "command" not in rep or "history" not in rep:
+        raise CliError(f"{path}: not a training report (it needs the 'command' and 'history' of one run)")
+    words = shlex.split(str(rep["command"]))
+    if words[:4] != ["python", "-m", "stidi", "train"]:
+        raise CliError(f"{path}: its command is not 'python -m stidi train ...' (got {' '.join(words[:4])!r})")
+    history = rep.get("history") or []
+    if len(history) < args.epochs:
+        raise CliError(f"{path}: the report has {len(history)} epoch(s), fewer than --epochs {args.epochs}")
+    config = rep.get("config") or {}
+    if config.get("lr_schedule") == "cosine" and args.epochs != int(rep["epochs"]):
+        raise CliError(f"{path}: a cosine schedule depends on the number of epochs; "
+                       f"check it with --epochs {rep['epochs']}")
+    argv, skip = [], False
+    for word in words[4:]:
+        if skip:
+            skip = False
+            continue
+        flag = word.partition("=")[0]
+        if flag in ("--out", "--checkpoint", "--save-model", "--data-dir", "--epochs"):
+            skip = "=" not in word
+            continue
+        if word in ("--resume", "--quiet"):
+            continue
+        argv.append(word)
+    # every setting as the report recorded it, so that a default changed since then does not
+    # count as a difference; settings added since count as the value that reproduces the
+    # behaviour of the time
+    from .model import _ABSENT_MEANS
+
+    for name, value in {**_ABSENT_MEANS, **config}.items():
+        if name not in ("epochs", "verbose"):
+            argv += ["--set", f"{name}={json.dumps(value)}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        argv += ["--epochs", str(args.epochs), "--quiet", "--out", str(Path(tmp) / "check.json")]
+        if args.data_dir is not None:
+            argv += ["--data-dir", args.data_dir]
+        targs = build_parser().parse_args(["train", *argv])
+        targs.argv = ["train", *argv]
+        again = train(targs)
+    differences = []
+    for old, new in zip(history[:args.epochs], again["history"]):
+        for field in CHECKED_FIELDS:
+            if (field in old or field in new) and old.get(field) != new.get(field):
+                differences.append(f"epoch {old.get('epoch')}: {field} {old.get(field)} in the report, "
+                                   f"{new.get(field)} now")
+    n = min(args.epochs, len(again["history"]))
+    if differences:
+        print(f"{path}: differs from this version of stidi in {len(differences)} value(s) over {n} epoch(s); "
+              f"first: {differences[0]}")
+        return 1
+    last = again["history"][n - 1]
+    print(f"{path}: reproduced, {n} epoch(s) ({', '.join(f for f in CHECKED_FIELDS if f in last)} identical; "
+          f"epoch {n}: running training accuracy {last['train_accuracy_running']:.4f}"
+          + (f", validation {last['val_accuracy']:.4f}" if "val_accuracy" in last else "") + ")")
+    return 0
 
 
 _PATH_FLAGS = ("--out", "--checkpoint", "--save-model", "--data-dir")

@@ -169,3 +169,54 @@ def test_recorded_command_names_paths_inside_the_working_folder_relatively(tmp_p
     assert _portable(argv) == ["train", "--dataset", "mnist", "--out", "runs/r.json", "--checkpoint",
                                outside, "--save-model=m.npz", "--set", f"note={inside}"]
     assert _portable(["train", "--out", "rel/x.json"]) == ["train", "--out", "rel/x.json"]
+
+
+# ---------------------------------------------------------------- check: re-run a report's first epochs
+def _tiny_report(tmp_path, *extra):
+    out = tmp_path / "r.json"
+    assert main(["train", "--dataset", "mnist", "--subset", "--arch", "784-4-10", "--train-size", "100",
+                 "--val-size", "20", "--test-size", "20", "--set", "init_samples=10", "--epochs", "2",
+                 "--quiet", "--checkpoint", str(tmp_path / "ck.npz"), "--out", str(out), *extra]) == 0
+    return out
+
+
+def test_check_reproduces_a_report_and_catches_a_changed_number(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = _tiny_report(tmp_path, "--set", "lr_decay=0.8")
+    capsys.readouterr()
+    assert main(["check", str(out), "--epochs", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "reproduced, 2 epoch(s)" in said and "val_accuracy" in said
+    assert not list(tmp_path.glob("check*")), "the re-run must not write beside the report"
+    rep = json.loads(out.read_text())
+    # the settings come from the report's config: a command that relied on a default
+    # (here lr_decay, as if its default had changed since) still re-runs the same training
+    rep["command"] = rep["command"].replace("--set lr_decay=0.8", "")
+    assert "lr_decay" not in rep["command"] and rep["config"]["lr_decay"] == 0.8
+    out.write_text(json.dumps(rep))
+    assert main(["check", str(out), "--epochs", "2"]) == 0
+    rep["history"][1]["train_accuracy_running"] += 0.01
+    out.write_text(json.dumps(rep))
+    assert main(["check", str(out)]) == 0        # epoch 1 alone still matches
+    capsys.readouterr()
+    assert main(["check", str(out), "--epochs", "2"]) == 1
+    said = capsys.readouterr().out
+    assert "differs" in said and "epoch 2: train_accuracy_running" in said
+
+
+def test_check_bad_inputs_are_one_line(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    cases = [(None, "no such report"), ("{not json", "not a JSON report"),
+             (json.dumps({"configurations": []}), "not a training report"),
+             (json.dumps({"command": "python scripts/ann_reference.py --epochs 2", "history": [{}]}),
+              "is not 'python -m stidi train"),
+             (json.dumps({"command": "python -m stidi train --dataset mnist --subset --out x.json",
+                          "history": [{"epoch": 1}], "epochs": 1}), "fewer than --epochs 2"),
+             (json.dumps({"command": "python -m stidi train --dataset mnist --subset --out x.json",
+                          "history": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}], "epochs": 3,
+                          "config": {"lr_schedule": "cosine"}}), "check it with --epochs 3")]
+    for text, msg in cases:
+        if text is not None:
+            report.write_text(text)
+        code, err = run(["check", str(report), "--epochs", "2"], capsys)
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (msg, err)
