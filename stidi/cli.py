@@ -344,25 +344,18 @@ def check(args: argparse.Namespace) -> int:
     words = shlex.split(str(rep["command"]))
     if words[:4] != ["python", "-m", "stidi", "train"]:
         raise CliError(f"{path}: its command is not 'python -m stidi train ...' (got {' '.join(words[:4])!r})")
-    history = rep.get("history") or []
+    history = rep["history"]
     if len(history) < args.epochs:
         raise CliError(f"{path}: the report has {len(history)} epoch(s), fewer than --epochs {args.epochs}")
     config = rep.get("config") or {}
     if config.get("lr_schedule") == "cosine" and args.epochs != int(rep["epochs"]):
         raise CliError(f"{path}: a cosine schedule depends on the number of epochs; "
                        f"check it with --epochs {rep['epochs']}")
-    argv, skip = [], False
-    for word in words[4:]:
-        if skip:
-            skip = False
-            continue
-        flag = word.partition("=")[0]
-        if flag in ("--out", "--checkpoint", "--save-model", "--data-dir", "--epochs"):
-            skip = "=" not in word
-            continue
-        if word in ("--resume", "--quiet"):
-            continue
-        argv.append(word)
+    from .sweep import _pairs
+
+    drop = set(_PATH_FLAGS) | {"--epochs", "--resume", "--quiet"}
+    argv = [tok for flag, value in _pairs(words[4:]) if flag not in drop
+            for tok in (flag, value) if tok is not None]
     # every setting as the report recorded it, so that a default changed since then does not
     # count as a difference; settings added since count as the value that reproduces the
     # behaviour of the time
