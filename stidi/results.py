@@ -20,7 +20,7 @@ Functions
 ---------
 :func:`results_dir`, :func:`load_report`, :func:`available_reports`
     Locate and read reports.
-:func:`build_table`, :func:`binary_drop_table`, :func:`learning_curves`
+:func:`build_table`, :func:`binary_drop_table`, :func:`paired_drops`, :func:`learning_curves`
     The reproduction table of chapter 8: every number of this book read from
     a report written by ``python -m stidi train``, next to the published
     number (quoted from the papers' abstracts).  A missing report is shown as
@@ -64,6 +64,7 @@ __all__ = [
     "load_reports",
     "build_table",
     "binary_drop_table",
+    "paired_drops",
     "learning_curves",
     "SEEDS_FOLDER",
     "seed_repeats",
@@ -358,7 +359,7 @@ def binary_drop_table(results_dir: str | Path | None = None, runs: tuple[Run, ..
                              "with itself")
         ours = (_percent(r["test_accuracy"]) - _percent(b["test_accuracy"])
                 if r is not None and b is not None else math.nan)
-        paired = _paired_drops(real, binary, folder)
+        paired = paired_drops(real, binary, folder)
         rows.append({
             "dataset": dataset,
             "architecture": "" if b is None else str(b.get("architecture", "")),
@@ -384,13 +385,25 @@ def _checked_report(name: str, folder) -> dict | None:
     return None if report is None else _check_report(report, report_path(name, folder))
 
 
-def _paired_drops(real: str, binary: str, folder) -> pd.Series:
-    """Per-seed test-accuracy drops (points) over the seeds both runs were repeated with."""
+def paired_drops(real: str, binary: str, results_dir: str | Path | None = None,
+                 metric: str = "test_accuracy") -> pd.Series:
+    """Per-seed drops (points) of ``metric`` from run ``real`` to run ``binary``.
+
+    Over the seeds both runs were repeated with (:func:`seed_repeats`), indexed by
+    seed; empty when either run has no seed reports.  ``metric`` is a column of
+    :func:`seed_repeats` (``"test_accuracy"`` or ``"val_accuracy"``).
+
+    Example::
+
+        drops = stidi.results.paired_drops("conv-binary-mnist-real", "conv-binary-mnist")
+        print(drops.mean(), drops.std(ddof=1))
+    """
+    folder = _folder(results_dir)
     r, b = seed_repeats(real, folder), seed_repeats(binary, folder)
     if r is None or b is None:
         return pd.Series(dtype=float)
-    both = r.set_index("seed").test_accuracy.to_frame("real").join(
-        b.set_index("seed").test_accuracy.to_frame("binary"), how="inner")
+    both = r.set_index("seed")[metric].to_frame("real").join(
+        b.set_index("seed")[metric].to_frame("binary"), how="inner")
     return 100.0 * (both["real"] - both["binary"])
 
 

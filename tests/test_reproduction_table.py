@@ -392,6 +392,22 @@ def test_binary_drop_over_the_seeds_both_runs_share(tmp_path):
     assert math.isnan(rt.binary_drop_table(tmp_path).loc["Fashion-MNIST", "seeds"])
 
 
+def test_paired_drops_of_either_metric_over_the_shared_seeds(tmp_path):
+    runs = {"real": {0: (0.97, 0.96), 1: (0.975, 0.98), 2: (0.972, 0.95)},
+            "binary": {0: (0.94, 0.92), 1: (0.935, 0.97), 3: (0.9, 0.9)}}
+    for name, seeds in runs.items():
+        folder = tmp_path / rt.SEEDS_FOLDER / name
+        folder.mkdir(parents=True)
+        for seed, (test, val) in seeds.items():
+            (folder / f"{name}_seed{seed}_abcdef12.json").write_text(json.dumps(_seed_report(seed, test, val)))
+    test = rt.paired_drops("real", "binary", tmp_path)
+    val = rt.paired_drops("real", "binary", tmp_path, metric="val_accuracy")
+    assert list(test.index) == list(val.index) == [0, 1]          # seeds 2 and 3 are unpaired
+    assert list(test) == pytest.approx([100 * (0.97 - 0.94), 100 * (0.975 - 0.935)])
+    assert list(val) == pytest.approx([100 * (0.96 - 0.92), 100 * (0.98 - 0.97)])
+    assert rt.paired_drops("real", "none", tmp_path).empty
+
+
 def test_binary_drop_compares_one_architecture_with_itself(tmp_path):
     """The drop is taken against the binary network's real-weight twin, never against
     the (possibly wider) network of the real-weight row."""
