@@ -26,7 +26,7 @@ from .conv import _conv_batch
 from .dense import _forward_batch, first_spike_times
 from .pool import _pool_batch
 
-__all__ = ["calibrate_scale", "init_weights", "reinit_dead"]
+__all__ = ["calibrate_binary", "calibrate_scale", "init_weights", "reinit_dead"]
 
 
 def _bisect(fn, target: float, mask=None, steps: int = BISECT_STEPS) -> float:
@@ -154,6 +154,50 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuro
                 WT_f = alpha[l] * signs
         t_prev = np.ascontiguousarray(layer_times(desc[l], t_prev, WT_f, thetas[l], neuron))
     return W, scales, alpha
+
+
+def calibrate_binary(arch, W: np.ndarray, T: np.ndarray, thetas, binary, neuron: Neuron,
+                     binary_unit: bool = False, fallback=None) -> np.ndarray:
+    r"""Scales :math:`\alpha_l` that turn trained real weights ``W`` into binary ones.
+
+    Used when a network trained with real weights switches to
+    :math:`\alpha_l\,\mathrm{sign}(w)` (the estimator's ``binary_warmup``).  Bottom up,
+    each binary layer's :math:`\alpha_l` is bisected, with the layers below it already
+    binary, so that over the (sample, unit) pairs of ``T`` at which the real network's
+    layer fires, the median of :math:`t_\text{binary} - t_\text{real}` is zero: the
+    binary layer fires neither earlier nor later than the real one, in the median.
+    A silent binary unit counts as firing at ``t_max``.  A binary layer at which the
+    real network fires nowhere keeps ``fallback[l]`` (1 without ``fallback``).
+    Returns ``alpha`` as :func:`init_weights` does (0 for real layers, 1 for pooling).
+    """
+    desc = arch.descriptor()
+    L = len(desc)
+    binary = np.broadcast_to(np.asarray(binary, dtype=bool), (L,))
+    is_weight = desc[:, Col.KIND] != LayerKind.POOL
+    alpha = np.where(binary | ~is_weight, 1.0, 0.0)
+    t_real = t_bin = np.ascontiguousarray(T)
+    for l in range(L):
+        if not is_weight[l]:
+            t_real = layer_times(desc[l], t_real, None, thetas[l], neuron)
+            t_bin = layer_times(desc[l], t_bin, None, thetas[l], neuron)
+            continue
+        WT = arch.layer_view(W, l)
+        nxt = np.ascontiguousarray(layer_times(desc[l], t_real, WT, thetas[l], neuron))
+        WT_f = WT
+        if binary[l]:
+            signs = forward_weights(np.ascontiguousarray(WT).ravel(), np.array([0, WT.size]),
+                                    np.ones(1), [WT.shape[1]], binary_unit).reshape(WT.shape)
+            fired = nxt < neuron.t_max
+            if fired.any():
+                t_in = t_bin
+                alpha[l] = _bisect(lambda s: layer_times(desc[l], t_in, s * signs, thetas[l], neuron)
+                                   - nxt, 0.0, fired)
+            else:
+                alpha[l] = 1.0 if fallback is None else float(fallback[l])
+            WT_f = alpha[l] * signs
+        t_real = nxt
+        t_bin = np.ascontiguousarray(layer_times(desc[l], t_bin, WT_f, thetas[l], neuron))
+    return alpha
 
 
 def _hidden_unit_spikes(arch, fire: np.ndarray):

@@ -30,8 +30,8 @@ from ._codes import (N_STATS, Col, DtDv, HiddenError, Init, LayerKind, Neuron, O
 from .architecture import parse_architecture
 from .binary import forward_weights
 from .datasets import flip_images, shift_images
-from .init import (bump_silent, calibrate_scale, default_medians,  # noqa: F401  (old import path)
-                   init_weights, reinit_dead)
+from .init import (bump_silent, calibrate_binary, calibrate_scale,  # noqa: F401  (old import path)
+                   default_medians, init_weights, reinit_dead)
 from .network import forward_network, train_epoch_batch, train_epoch_sgd
 from .neuron import _check_positive, encode, psp as _psp_triangle
 from .rule import decide_batch
@@ -207,6 +207,14 @@ class SpikingClassifier(ScoringMixin):
         :math:`\alpha_l r_j` per unit (neuron or filter) with :math:`r_j` the mean
         magnitude of the unit's real weights relative to the layer's, recomputed with
         the signs (our option, after XNOR-Net's per-filter scales; :mod:`stidi.binary`).
+    binary_warmup : int, default 0
+        Binary networks only: the first ``binary_warmup`` epochs train as the real
+        network does (the same initial weights, real weights in the forward pass); then every binary layer switches to
+        :math:`\alpha_l\,\mathrm{sign}(w)`, with :math:`\alpha_l` chosen so that it fires,
+        in the median, when the real layer did on the calibration images
+        (:func:`stidi.init.calibrate_binary`).  Warm-up epochs are scored on the
+        validation split but never kept as the fitted model.  Our option; 0 (the
+        default, as BS4NN): binary from the first sample.
     init : {"calibrated", "uniform"}, default "calibrated"
         ``"calibrated"``: weights start as ``U(low, high) * s_l`` with ``s_l`` calibrated
         on data (``init_median``).  ``"uniform"`` (S4NN's scheme): ``U(low, high)`` in
@@ -335,6 +343,7 @@ class SpikingClassifier(ScoringMixin):
                  norm_floor: float = 0.0, silent_target: str = "correct",
                  silent_hidden: str = "none", alpha_lr: float = 0.0,
                  binary_backward: str = "real", binary_clip: float = 0.0, binary_scale: str = "layer",
+                 binary_warmup: int = 0,
                  init_range: tuple[float, float] = (-0.5, 1.0),
                  init_median: Sequence[float] | None = None, init_samples: int = 100,
                  bump: float = 0.0, bump_every: int = 500, bump_doubling: str = "layer",
@@ -381,6 +390,7 @@ class SpikingClassifier(ScoringMixin):
         self.binary_backward = binary_backward
         self.binary_clip = binary_clip
         self.binary_scale = binary_scale
+        self.binary_warmup = binary_warmup
         self.init_range = init_range
         self.init_median = init_median
         self.init_samples = init_samples
@@ -547,10 +557,17 @@ class SpikingClassifier(ScoringMixin):
                              ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0),
                              ("bump", 0.0)))
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1),
-                              ("lr_steps", 1), ("bump_every", 1)):
+                              ("lr_steps", 1), ("bump_every", 1), ("binary_warmup", 0)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+        if int(self.binary_warmup) > 0:
+            if not any(binary):
+                raise ValueError(f"binary_warmup={self.binary_warmup} needs binary weights "
+                                 f"(binary=True or one flag per weight layer)")
+            if int(self.binary_warmup) >= int(self.epochs):
+                raise ValueError(f"binary_warmup ({self.binary_warmup}) must be smaller than epochs "
+                                 f"({self.epochs}): the fitted network would have no binary epoch")
         ae = self.average_every
         if ae is not None and (not isinstance(ae, (int, np.integer)) or isinstance(ae, bool) or ae < 1):
             raise ValueError(f"average_every must be None or an integer >= 1, got {ae!r}")
@@ -838,10 +855,13 @@ class SpikingClassifier(ScoringMixin):
                 rng.bit_generator.state = state["rng"]
                 start_epoch = state["epoch"]
             else:
+                warm = int(self.binary_warmup) > 0   # starts as the real network, binary later
                 self.W_, self.scales_, self.alpha_ = init_weights(
                     arch, T[: int(self.init_samples)], cfg["medians"], cfg["thetas"], cfg["init_ranges"],
-                    cfg["binary"], cfg["neuron"], rng, uniform=cfg["uniform"],
+                    False if warm else cfg["binary"], cfg["neuron"], rng, uniform=cfg["uniform"],
                     binary_unit=cfg["rule"].binary_unit)
+                if warm:
+                    self.alpha_ = np.zeros(len(arch.layers))  # 0: real forward weights until the switch
                 self.history_ = []
                 self.m1_ = np.zeros_like(self.W_)
                 self.m2_ = np.zeros_like(self.W_)
@@ -853,6 +873,8 @@ class SpikingClassifier(ScoringMixin):
             bar = _io.Progress(int(self.epochs), start_epoch, bool(self.verbose))
             for epoch in range(start_epoch, int(self.epochs)):
                 t0 = time.perf_counter()
+                if epoch == int(self.binary_warmup) > 0:
+                    self._switch_to_binary(T, cfg)
                 rec = self._run_epoch(T, yi, cfg, epoch, shape, rng)
                 self._select_best(rec, val, epoch)
                 if self.eval_before_reset:
@@ -949,6 +971,13 @@ class SpikingClassifier(ScoringMixin):
             rec["_fire"] = fire
         return rec
 
+    def _switch_to_binary(self, T, cfg) -> None:
+        """End of the warm-up (``binary_warmup``): the binary layers' scales are calibrated on
+        the current real weights, and from here on the forward pass uses their signs."""
+        self.alpha_ = calibrate_binary(self.arch_, self.W_, T[: int(self.init_samples)], cfg["thetas"],
+                                       cfg["binary"], cfg["neuron"],
+                                       binary_unit=cfg["rule"].binary_unit)
+
     def _average_every(self) -> int:
         """Training samples between two updates of the averaged weights (``average_every``)."""
         if self.average_every is not None:
@@ -979,6 +1008,8 @@ class SpikingClassifier(ScoringMixin):
         """Keep the weights of the best validation epoch (the last epoch without validation data).
 
         With ``weight_average`` the averaged weights are scored and kept."""
+        if epoch < int(self.binary_warmup):
+            rec["warmup"] = True   # real forward weights: scored for the record, never kept
         averaged = float(self.weight_average) > 0
         W_train = self.W_
         if averaged:
@@ -987,6 +1018,9 @@ class SpikingClassifier(ScoringMixin):
             if val is not None:
                 ev = self._evaluate_times(*val)
                 rec.update({"val_" + k: v for k, v in ev.items()})
+            if rec.get("warmup"):
+                return
+            if val is not None:
                 if ev["accuracy"] <= self.best_score_:
                     return
                 self.best_score_ = ev["accuracy"]

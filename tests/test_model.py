@@ -632,3 +632,89 @@ def test_weight_average_bad_settings_are_one_clear_error(kw, message):
     X = np.random.default_rng(0).random((20, 72))
     with pytest.raises(ValueError, match=message):
         SpikingClassifier(**{"arch": "72-4-2", "epochs": 1, "init_samples": 10, **kw}).fit(X, np.arange(20) % 2)
+
+
+def test_binary_warmup_trains_real_then_switches_to_calibrated_signs(subset):
+    """With ``binary_warmup=1`` the first epoch runs on real forward weights (scales 0, marked
+    as warm-up, never kept), then every binary layer switches to alpha sign(w) with alpha
+    calibrated on the trained weights; the kept model is binary; 0 is the default."""
+    X, y = subset[0][:400], subset[1][:400]
+    val = (subset[0][400:600], subset[1][400:600])
+    kw = dict(arch="784-16-10", binary=True, epochs=3, random_state=3, init_samples=50,
+              lr=[3e-2, 1e-2], weight_average=0.0)
+    clf = SpikingClassifier(binary_warmup=1, **kw).fit(X, y, validation_data=val)
+    h = clf.history_
+    assert h[0]["warmup"] and "warmup" not in h[1] and "warmup" not in h[2]
+    assert h[0]["alpha"] == [0.0, 0.0] and min(h[1]["alpha"]) > 0
+    assert clf.best_epoch_ in (2, 3) and np.all(clf.alpha_ > 0)
+    for Wf, W, a in zip(clf.forward_coefs_, clf.coefs_, clf.alpha_):
+        np.testing.assert_array_equal(Wf, a * np.sign(W))
+    plain = SpikingClassifier(**kw).fit(X, y, validation_data=val)
+    np.testing.assert_array_equal(SpikingClassifier(binary_warmup=0, **kw).fit(
+        X, y, validation_data=val).W_, plain.W_)
+    assert "warmup" not in plain.history_[0] and min(plain.history_[0]["alpha"]) > 0
+    # the warm-up trains the real network: its first epoch equals a real network's
+    real = SpikingClassifier(**{**kw, "binary": False, "epochs": 1}).fit(X, y)
+    np.testing.assert_array_equal(SpikingClassifier(binary_warmup=1, **{**kw, "epochs": 2}).fit(
+        X, y).history_[0]["train_accuracy_running"], real.history_[0]["train_accuracy_running"])
+
+
+def test_calibrate_binary_matches_the_real_layers_median_spike_time(subset):
+    """The switch's scales: each binary layer fires, in the median over the pairs at which the
+    real layer fires, when the real one did (layers below already binary); real layers of a
+    partly binary network keep 0."""
+    from stidi.init import calibrate_binary, layer_times
+    X, y = subset[0][:300], subset[1][:300]
+    clf = SpikingClassifier("784-16-10", epochs=1, random_state=1, init_samples=50,
+                            weight_average=0.0).fit(X, y)
+    T = clf._times(X[:100])
+    cfg = clf._validate(clf.arch_)
+    desc = clf.arch_.descriptor()
+    alpha = calibrate_binary(clf.arch_, clf.W_, T, cfg["thetas"], [True, True], cfg["neuron"])
+    assert np.all(alpha > 0)
+    t_real = t_bin = T
+    for l in range(2):
+        WT = clf.arch_.layer_view(clf.W_, l)
+        nxt = layer_times(desc[l], t_real, WT, cfg["thetas"][l], cfg["neuron"])
+        t_bin = layer_times(desc[l], t_bin, alpha[l] * np.sign(WT), cfg["thetas"][l], cfg["neuron"])
+        d = (t_bin - nxt)[nxt < 256.0]
+        assert abs(np.median(d)) < 1.0, (l, np.median(d))
+        # and the bisection had something to do: at twice alpha the layer fires earlier
+        early = layer_times(desc[l], t_real if l == 0 else t_prev, 2 * alpha[l] * np.sign(WT),
+                            cfg["thetas"][l], cfg["neuron"])
+        assert np.median((early - nxt)[nxt < 256.0]) < -1.0
+        t_prev, t_real = t_bin, nxt
+    part = calibrate_binary(clf.arch_, clf.W_, T, cfg["thetas"], [False, True], cfg["neuron"])
+    assert part[0] == 0.0 and part[1] > 0
+
+
+def test_binary_warmup_resumes_across_the_switch(tmp_path, subset, monkeypatch):
+    """A run stopped at the switch resumes from its checkpoint to the same weights."""
+    X, y = subset[0][:300], subset[1][:300]
+    kw = dict(arch="784-16-10", binary=True, binary_warmup=1, epochs=2, random_state=4,
+              init_samples=50, weight_average=0.0)
+    full = SpikingClassifier(**kw).fit(X, y)
+    ck = tmp_path / "ck.npz"
+    switch = SpikingClassifier._switch_to_binary
+
+    def stop(self, T, cfg):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(SpikingClassifier, "_switch_to_binary", stop)
+    with pytest.raises(KeyboardInterrupt):
+        SpikingClassifier(**kw).fit(X, y, checkpoint=ck)
+    monkeypatch.setattr(SpikingClassifier, "_switch_to_binary", switch)
+    resumed = SpikingClassifier(**kw).fit(X, y, checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(resumed.W_, full.W_)
+    np.testing.assert_array_equal(resumed.alpha_, full.alpha_)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(binary=False, binary_warmup=1), "needs binary weights"),
+    (dict(binary=True, binary_warmup=2), "smaller than epochs"),
+    (dict(binary=True, binary_warmup=-1), "binary_warmup must be an integer"),
+    (dict(binary=True, binary_warmup=0.5), "binary_warmup must be an integer"),
+])
+def test_binary_warmup_bad_values_are_one_clear_error(subset, kw, match):
+    X, y = subset[0][:100], subset[1][:100]
+    with pytest.raises(ValueError, match=match):
+        SpikingClassifier("784-8-10", epochs=2, init_samples=50, **kw).fit(X, y)
