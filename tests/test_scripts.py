@@ -407,3 +407,75 @@ def test_alignment_rejects_bad_input(alignment, capsys, tmp_path, monkeypatch, a
                             "--val-size", "100", "--n", "20", "--per-layer", "4", "--out", str(tmp_path / "a.json"),
                             *argv], capsys, expected)
     assert not (tmp_path / "a.json").exists()
+
+
+# --- scripts/binarise_after.py ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def binarise():
+    return _script("binarise_after")
+
+
+@pytest.fixture()
+def subset_loader(monkeypatch):
+    import stidi.datasets
+
+    def subset(name, split, data_dir=None, download=False):
+        return stidi.datasets.load_subset(name, split)
+
+    monkeypatch.setattr(stidi.datasets, "load", subset)
+
+
+@pytest.mark.jit
+def test_binarise_after_scores_a_checkpoint_on_its_own_split(binarise, subset_loader, tmp_path):
+    """The real score is the run's own validation score of the kept weights; the binary scores
+    use the scales of stidi.init.calibrate_binary; a checkpoint also scores its last weights."""
+    import stidi.datasets
+    from stidi.model import SpikingClassifier
+
+    X, y = stidi.datasets.load_subset("mnist", "train")
+    tr, va = stidi.datasets.train_val_split(y, 300, random_state=5)
+    ck = tmp_path / "ck.npz"
+    clf = SpikingClassifier("784-16-10", epochs=2, random_state=5, init_samples=50).fit(
+        X[tr], y[tr], validation_data=(X[va], y[va]), checkpoint=ck)
+    out = tmp_path / "r.json"
+    assert binarise.main([str(ck), "--dataset", "mnist", "--val-size", "300", "--seed", "5",
+                          "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    kept, last = rep["weights"]["kept"], rep["weights"]["last"]
+    assert kept["real"] == pytest.approx(clf.history_[clf.best_epoch_ - 1]["val_accuracy"])
+    assert kept["real"] == pytest.approx(clf.score(X[va], y[va]))
+    assert all(0.0 <= r[k] <= 1.0 for r in (kept, last)
+               for k in ("binary_all", "binary_only_layer0", "binary_only_layer1"))
+    assert kept["alpha"][0] > 0 and kept["alpha"][1] > 0 and rep["n_val"] == 300
+    # a saved model holds the kept weights only
+    model = tmp_path / "m.npz"
+    clf.save(model)
+    assert binarise.main([str(model), "--dataset", "mnist", "--val-size", "300", "--seed", "5",
+                          "--out", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert list(again["weights"]) == ["kept"] and again["weights"]["kept"] == kept
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["missing.npz"], "no such file"),
+    (["{model}", "--val-size", "0"], "--val-size must be positive"),
+    (["{binary}"], "already a binary network"),
+    (["{model}", "--dataset", "cifar"], "invalid choice"),
+])
+def test_binarise_after_rejects_bad_input(binarise, subset_loader, tmp_path, capsys, argv, expected):
+    import stidi.datasets
+    from stidi.model import SpikingClassifier
+
+    X, y = stidi.datasets.load_subset("mnist", "train")
+    paths = {}
+    for name, binary in (("model", False), ("binary", True)):
+        paths[name] = tmp_path / f"{name}.npz"
+        if "{" + name + "}" in " ".join(argv):
+            SpikingClassifier("784-4-10", epochs=1, binary=binary, random_state=0,
+                              init_samples=30).fit(X[:100], y[:100]).save(paths[name])
+    argv = [a.format(**paths) for a in argv]
+    if "--dataset" not in argv:
+        argv += ["--dataset", "mnist"]
+    _fails(binarise.main, [*argv, "--seed", "0", "--out", str(tmp_path / "r.json")], capsys, expected)
+    assert not (tmp_path / "r.json").exists()
