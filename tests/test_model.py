@@ -634,6 +634,7 @@ def test_weight_average_bad_settings_are_one_clear_error(kw, message):
         SpikingClassifier(**{"arch": "72-4-2", "epochs": 1, "init_samples": 10, **kw}).fit(X, np.arange(20) % 2)
 
 
+@pytest.mark.jit
 def test_binary_warmup_trains_real_then_switches_to_calibrated_signs(subset):
     """With ``binary_warmup=1`` the first epoch runs on real forward weights (scales 0, marked
     as warm-up, never kept), then every binary layer switches to alpha sign(w) with alpha
@@ -690,7 +691,7 @@ def test_calibrate_binary_matches_the_real_layers_median_spike_time(subset):
 
 def test_binary_warmup_resumes_across_the_switch(tmp_path, subset, monkeypatch):
     """A run stopped at the switch resumes from its checkpoint to the same weights."""
-    X, y = subset[0][:300], subset[1][:300]
+    X, y = subset[0][:120], subset[1][:120]
     kw = dict(arch="784-16-10", binary=True, binary_warmup=1, epochs=2, random_state=4,
               init_samples=50, weight_average=0.0)
     full = SpikingClassifier(**kw).fit(X, y)
