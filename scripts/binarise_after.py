@@ -64,8 +64,8 @@ def main(argv=None) -> int:
     from stidi.model import SpikingClassifier
 
     try:
-        clf = SpikingClassifier.load(args.model)
         stored = read_model(args.model)
+        clf = SpikingClassifier._from_stored(stored)
     except (ModelFileError, ValueError, OSError) as exc:
         parser.error(f"{args.model}: {exc}")
     if clf.alpha_.size:
@@ -80,20 +80,20 @@ def main(argv=None) -> int:
     cfg = clf._validate(clf.arch_)
     T = clf._times(X[tr][: int(clf.init_samples)])
     Tv, yv = clf._times(X[va]), clf._labels(y[va], len(va))
-    desc = clf.arch_.descriptor()
-    weight_layers = [l for l in range(len(desc)) if l in clf.arch_.weight_layers]
+    L = len(clf.arch_.descriptor())
+    every = np.isin(np.arange(L), clf.arch_.weight_layers)      # binary at every weight layer
+    weight_layers = np.flatnonzero(every).tolist()
     kinds = {"kept": stored["best_W"], "last": stored["W"]} if "best_W" in stored else {"kept": stored["W"]}
     results = {}
     for name, W in kinds.items():
         clf.W_ = np.asarray(W, dtype=np.float64).copy()
-        every = [l in weight_layers for l in range(len(desc))]
         alpha = calibrate_binary(clf.arch_, clf.W_, T, cfg["thetas"], every, cfg["neuron"])
         row = {"real": _score(clf, Tv, yv, np.empty(0)),
                "binary_all": _score(clf, Tv, yv, alpha),
                "alpha": [float(a) for a in alpha]}
         for q, l in enumerate(weight_layers):
-            one = np.where(np.arange(len(desc)) == l, alpha, 0.0)
-            one[[p for p in range(len(desc)) if p not in weight_layers]] = 1.0
+            # alpha is 1 at pooling layers: keep it there and at layer l, 0 (real) elsewhere
+            one = np.where((np.arange(L) == l) | ~every, alpha, 0.0)
             row[f"binary_only_layer{q}"] = _score(clf, Tv, yv, one)
         results[name] = row
         print(f"{name:>5s} weights: real {100 * row['real']:.2f} %, all binary {100 * row['binary_all']:.2f} %, "

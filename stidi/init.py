@@ -105,6 +105,13 @@ def layer_range(init_range, l: int):
     return (float(r[0]), float(r[1])) if r.ndim == 1 else (float(r[l][0]), float(r[l][1]))
 
 
+def _block_signs(WT: np.ndarray, binary_unit: bool) -> np.ndarray:
+    """Forward weights of one layer block ``WT`` (n_in, n_out) at :math:`\alpha = 1`: its
+    signs, times the per-unit factors :math:`r_j` with ``binary_unit`` (:mod:`stidi.binary`)."""
+    return forward_weights(np.ascontiguousarray(WT).ravel(), np.array([0, WT.size]), np.ones(1),
+                           [WT.shape[1]], binary_unit).reshape(WT.shape)
+
+
 def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuron: Neuron,
                  rng: np.random.Generator, uniform: bool = False, binary_unit: bool = False):
     """Initial weights; returns ``(W, scales, alpha)`` (``alpha`` empty unless a layer is binary).
@@ -147,9 +154,7 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuro
             WT[...] = scales[l] * raw
             WT_f = WT
             if binary[l]:
-                # the forward weights of the block at alpha = 1: its signs, times r_j per unit
-                signs = forward_weights(raw.ravel(), np.array([0, raw.size]), np.ones(1),
-                                        [raw.shape[1]], binary_unit).reshape(raw.shape)
+                signs = _block_signs(raw, binary_unit)
                 alpha[l] = calibrated(signs)
                 WT_f = alpha[l] * signs
         t_prev = np.ascontiguousarray(layer_times(desc[l], t_prev, WT_f, thetas[l], neuron))
@@ -157,7 +162,7 @@ def init_weights(arch, T: np.ndarray, medians, thetas, init_range, binary, neuro
 
 
 def calibrate_binary(arch, W: np.ndarray, T: np.ndarray, thetas, binary, neuron: Neuron,
-                     binary_unit: bool = False, fallback=None) -> np.ndarray:
+                     binary_unit: bool = False) -> np.ndarray:
     r"""Scales :math:`\alpha_l` that turn trained real weights ``W`` into binary ones.
 
     Used when a network trained with real weights switches to
@@ -167,7 +172,7 @@ def calibrate_binary(arch, W: np.ndarray, T: np.ndarray, thetas, binary, neuron:
     layer fires, the median of :math:`t_\text{binary} - t_\text{real}` is zero: the
     binary layer fires neither earlier nor later than the real one, in the median.
     A silent binary unit counts as firing at ``t_max``.  A binary layer at which the
-    real network fires nowhere keeps ``fallback[l]`` (1 without ``fallback``).
+    real network fires nowhere keeps :math:`\alpha_l = 1`.
     Returns ``alpha`` as :func:`init_weights` does (0 for real layers, 1 for pooling).
     """
     desc = arch.descriptor()
@@ -185,15 +190,12 @@ def calibrate_binary(arch, W: np.ndarray, T: np.ndarray, thetas, binary, neuron:
         nxt = np.ascontiguousarray(layer_times(desc[l], t_real, WT, thetas[l], neuron))
         WT_f = WT
         if binary[l]:
-            signs = forward_weights(np.ascontiguousarray(WT).ravel(), np.array([0, WT.size]),
-                                    np.ones(1), [WT.shape[1]], binary_unit).reshape(WT.shape)
+            signs = _block_signs(WT, binary_unit)
             fired = nxt < neuron.t_max
             if fired.any():
                 t_in = t_bin
                 alpha[l] = _bisect(lambda s: layer_times(desc[l], t_in, s * signs, thetas[l], neuron)
                                    - nxt, 0.0, fired)
-            else:
-                alpha[l] = 1.0 if fallback is None else float(fallback[l])
             WT_f = alpha[l] * signs
         t_real = nxt
         t_bin = np.ascontiguousarray(layer_times(desc[l], t_bin, WT_f, thetas[l], neuron))

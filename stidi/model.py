@@ -1154,7 +1154,11 @@ class SpikingClassifier(ScoringMixin):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SpikingClassifier":
         """Load a model written by :meth:`save` (format 2) or by an earlier version (format 1)."""
-        data = _io.read_model(path)
+        return cls._from_stored(_io.read_model(path))
+
+    @classmethod
+    def _from_stored(cls, data: dict) -> "SpikingClassifier":
+        """The estimator held by ``data``, the arrays of a model file as :func:`stidi._io.read_model` returns them."""
         defaults = cls._defaults()
         stored = {**_ABSENT_MEANS, **data["params"]}
         params = {k: tuple(v) if isinstance(defaults[k], tuple) and isinstance(v, list) else v
