@@ -221,10 +221,10 @@ def test_directional_derivative_on_the_calibrated_image_network():
     from stidi.datasets import load_subset
 
     X, y = load_subset("fashion-mnist", "train")
-    clf = ExactGradientClassifier(hidden=(40,), init_samples=200)
+    clf = ExactGradientClassifier(hidden=(40,), init_samples=60)
     clf.classes_ = np.arange(10)
     sizes = clf._validate(784, 10)
-    T = clf._times(X[:200])
+    T = clf._times(X[:60])
     Ws, _ = clf._init_weights(T, sizes, np.random.default_rng(0))
     Tb, yb = T[:32], y[:32].astype(np.int64)
 

@@ -25,6 +25,11 @@ def small(**kw):
     args.update(kw)
     return SpikingClassifier(**args)
 
+
+def _tiny(**kw):
+    """``small`` with 16 hidden units and 30 calibration images, for tests of bookkeeping."""
+    return small(**{"arch": "*-16-*", "init_samples": 30, **kw})
+
 @pytest.mark.jit
 
 def test_learns_on_shipped_subset(subset):
@@ -246,8 +251,8 @@ def test_scoring_after_the_redraw_is_what_dipped():
 def test_binary_clip_bounds_the_real_weights_of_binary_layers(subset):
     """After a fit, the binary layer's real weights lie within +-c alpha; the real layer of a
     partly binary network is not clipped, and c = 0 leaves the weights as without the option."""
-    X, y = subset[0][:150], subset[1][:150]
-    kw = dict(arch="784-16-10", binary=[True, False], epochs=2, random_state=3, init_samples=50,
+    X, y = subset[0][:80], subset[1][:80]
+    kw = dict(arch="784-16-10", binary=[True, False], epochs=2, random_state=3, init_samples=20,
               dead_threshold=0.0, lr=[3e-2, 1e-2], weight_average=0.0)
     clf = SpikingClassifier(binary_clip=0.5, **kw).fit(X, y)
     free = SpikingClassifier(**kw).fit(X, y)
@@ -382,7 +387,7 @@ def test_bump_floor_counts_a_map_silent_at_most_of_its_positions():
 
 
 # hidden units mostly inhibitory: a changing few of them are silent in each window
-_BUMPED = dict(arch="784-32-10", epochs=1, random_state=2, init_samples=50, dead_threshold=0.0,
+_BUMPED = dict(arch="784-32-10", epochs=1, random_state=2, init_samples=20, dead_threshold=0.0,
                init_range=[(-1.0, 0.0), (-0.5, 1.0)], bump=0.05, bump_every=20)
 
 
@@ -398,7 +403,7 @@ def test_bump_cap_in_the_estimator(subset):
 
 
 def test_bump_floor_in_the_estimator(subset):
-    X, y = subset[0][:300], subset[1][:300]
+    X, y = subset[0][:160], subset[1][:160]
     kw = _BUMPED
     plain = SpikingClassifier(**kw).fit(X, y)
     floored = SpikingClassifier(bump_floor=0.2, **kw).fit(X, y)
@@ -518,9 +523,11 @@ def test_input_dropout_bad_values_are_one_clear_error(value):
 def test_forward_in_small_shares_keeps_only_what_is_asked(subset):
     """The network runs over shares of samples whose full state fits the buffer; the result
     does not depend on the share size, and predictions keep only the output layer."""
-    X, y = subset[0][:120], subset[1][:120]
-    clf = SpikingClassifier("28x28-4C5-P2-10", epochs=1, init_samples=30, random_state=0).fit(X[:80], y[:80])
-    T = clf._times(X[80:])
+    X, y = subset[0][:50], subset[1][:50]
+    # an initial network, uniform weights that fire: the shares matter here, not what was learnt
+    clf = SpikingClassifier("28x28-4C5-P2-10", epochs=0, init="uniform", init_range=(0.0, 1.0),
+                            random_state=0).fit(X[:30], y[:30])
+    T = clf._times(X[30:])
     a = clf.arch_.offsets()[0]
     whole = clf._forward(T)
     width = int(a[-1])
@@ -528,10 +535,10 @@ def test_forward_in_small_shares_keeps_only_what_is_asked(subset):
         part = clf._forward(T, buffer_values=values)
         for w, p in zip(whole, part):
             np.testing.assert_array_equal(w, p)
-    assert whole[0].shape == (40, width) and whole[1].shape == whole[2].shape == (40, 10)
+    assert whole[0].shape == (20, width) and whole[1].shape == whole[2].shape == (20, 10)
     out = clf._forward(T, all_layers=False)
     np.testing.assert_array_equal(out[0], whole[0][:, int(a[-2]):])
-    np.testing.assert_array_equal(clf.predict(X[80:]),
+    np.testing.assert_array_equal(clf.predict(X[30:]),
                                   clf.classes_[clf._decide(*out)[0]])
 
 
@@ -566,13 +573,13 @@ def test_weight_average_selects_on_the_averaged_weights(subset):
 
 
 def test_weight_average_resumes_like_an_uninterrupted_run(tmp_path, subset):
-    X, y = subset[0][:200], subset[1][:200]
-    val = (subset[2][:100], subset[3][:100])
-    kw = dict(weight_average=0.8, average_every=40)
-    full = small(epochs=3, **kw).fit(X, y, validation_data=val)
+    X, y = subset[0][:80], subset[1][:80]
+    val = (subset[2][:40], subset[3][:40])
+    kw = dict(weight_average=0.8, average_every=20)
+    full = _tiny(epochs=3, **kw).fit(X, y, validation_data=val)
     ck = tmp_path / "ck.npz"
-    small(epochs=1, **kw).fit(X, y, validation_data=val, checkpoint=ck)
-    resumed = small(epochs=3, **kw).fit(X, y, validation_data=val, checkpoint=ck, resume=True)
+    _tiny(epochs=1, **kw).fit(X, y, validation_data=val, checkpoint=ck)
+    resumed = _tiny(epochs=3, **kw).fit(X, y, validation_data=val, checkpoint=ck, resume=True)
     np.testing.assert_array_equal(resumed.W_, full.W_)
     np.testing.assert_array_equal(resumed.last_W_, full.last_W_)
 
@@ -580,10 +587,10 @@ def test_weight_average_resumes_like_an_uninterrupted_run(tmp_path, subset):
 def test_a_checkpoint_without_a_newer_setting_resumes_as_it_was_written(tmp_path, subset):
     """Checkpoints written before a setting existed hold no value for it: the value that
     reproduces them applies (the default, or for weight_average the 0 of the time)."""
-    X, y = subset[0][:200], subset[1][:200]
+    X, y = subset[0][:60], subset[1][:60]
     ck = tmp_path / "ck.npz"
-    full = small(epochs=2, weight_average=0.0).fit(X, y)
-    small(epochs=1, weight_average=0.0).fit(X, y, checkpoint=ck)
+    full = _tiny(epochs=2, weight_average=0.0).fit(X, y)
+    _tiny(epochs=1, weight_average=0.0).fit(X, y, checkpoint=ck)
     with np.load(ck) as z:
         arrays = {k: z[k] for k in z.files}
     params = json.loads(str(arrays["params"]))
@@ -592,12 +599,12 @@ def test_a_checkpoint_without_a_newer_setting_resumes_as_it_was_written(tmp_path
     arrays["params"] = np.array(json.dumps(params))
     del arrays["avg_W"]
     np.savez(ck, **arrays)
-    resumed = small(epochs=2, weight_average=0.0).fit(X, y, checkpoint=ck, resume=True)
+    resumed = _tiny(epochs=2, weight_average=0.0).fit(X, y, checkpoint=ck, resume=True)
     np.testing.assert_array_equal(resumed.W_, full.W_)
     with pytest.raises(ValueError, match="weight_average"):
-        small(epochs=2).fit(X, y, checkpoint=ck, resume=True)   # today's default averages
+        _tiny(epochs=2).fit(X, y, checkpoint=ck, resume=True)   # today's default averages
     # a saved model without the setting loads with the value of its time
-    small(epochs=1, weight_average=0.0).fit(X, y).save(tmp_path / "m.npz")
+    _tiny(epochs=1, weight_average=0.0).fit(X, y).save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz") as z:
         arrays = {k: z[k] for k in z.files}
     params = json.loads(str(arrays["params"]))
@@ -612,12 +619,12 @@ def test_average_every_defaults_to_100_or_the_bumping_window(subset):
     """``average_every=None`` averages every 100 samples, or once per bumping window, so that
     bumping with the default averaging needs no further setting."""
     X, y = subset[0][:120], subset[1][:120]
-    plain = small(epochs=1)
+    plain = _tiny(epochs=1)
     assert plain._average_every() == 100
-    bumped = small(epochs=1, bump=0.05, bump_every=40).fit(X, y)
+    bumped = _tiny(epochs=1, bump=0.05, bump_every=40).fit(X, y)
     assert bumped._average_every() == 40
     # one average update per 40 samples: three windows
-    ref = small(epochs=1, bump=0.05, bump_every=40, average_every=40).fit(X, y)
+    ref = _tiny(epochs=1, bump=0.05, bump_every=40, average_every=40).fit(X, y)
     np.testing.assert_array_equal(bumped.W_, ref.W_)
 
 

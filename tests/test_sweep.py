@@ -19,9 +19,9 @@ dataset = "mnist"
 subset = true
 hidden = 16
 epochs = 1
-val_size = 100
-train_size = 300
-test_size = 200
+val_size = 60
+train_size = 120
+test_size = 100
 """
 TIMING_KEYS = ("seconds",)
 
@@ -106,7 +106,7 @@ def test_run_names_are_stable_and_independent_of_key_order(tmp_path):
     assert a[0].config_id == sweep._config_id(list(a[0].argv))
     # ... the first 8 hex digits of the SHA-1 of the canonical (flag, value) pairs, seed excluded
     pairs = [["--dataset", "mnist"], ["--epochs", "1"], ["--hidden", "16"], ["--subset", None],
-             ["--test-size", "200"], ["--train-size", "300"], ["--val-size", "100"], ["--set", "gamma=3.0"]]
+             ["--test-size", "100"], ["--train-size", "120"], ["--val-size", "60"], ["--set", "gamma=3.0"]]
     blob = json.dumps(pairs, separators=(",", ":")).encode()
     assert a[0].config_id == hashlib.sha1(blob).hexdigest()[:8]
 
@@ -116,8 +116,8 @@ def test_yaml_and_toml_specs_agree(tmp_path):
     toml = write(tmp_path, "seeds = [3, 4]\n" + TINY_BASE + "[grid]\nset.gamma = [3.0, 10.0]\n")
     yaml = write(tmp_path, """\
 seeds: [3, 4]
-base: {dataset: mnist, subset: true, hidden: 16, epochs: 1, val-size: 100, train_size: 300,
-       test_size: 200}
+base: {dataset: mnist, subset: true, hidden: 16, epochs: 1, val-size: 60, train_size: 120,
+       test_size: 100}
 grid:
   set: {gamma: [3.0, 10.0]}
 """, "spec.yaml")
