@@ -80,9 +80,9 @@ def main(argv=None) -> int:
     cfg = clf._validate(clf.arch_)
     T = clf._times(X[tr][: int(clf.init_samples)])
     Tv, yv = clf._times(X[va]), clf._labels(y[va], len(va))
-    L = len(clf.arch_.descriptor())
-    every = np.isin(np.arange(L), clf.arch_.weight_layers)      # binary at every weight layer
-    weight_layers = np.flatnonzero(every).tolist()
+    L = len(clf.arch_.layers)
+    weight_layers = clf.arch_.weight_layers
+    every = np.isin(np.arange(L), weight_layers)      # binary at every weight layer
     kinds = {"kept": stored["best_W"], "last": stored["W"]} if "best_W" in stored else {"kept": stored["W"]}
     results = {}
     for name, W in kinds.items():

@@ -30,6 +30,7 @@ def _tiny(**kw):
     """``small`` with 16 hidden units and 30 calibration images, for tests of bookkeeping."""
     return small(**{"arch": "*-16-*", "init_samples": 30, **kw})
 
+
 @pytest.mark.jit
 
 def test_learns_on_shipped_subset(subset):
