@@ -171,7 +171,7 @@ def main(argv=None):
     order = np.arange(n, dtype=np.int64)
 
     def common(Wc, Wfc, alpha):
-        return (T, yi, order, Wc, Wfc, alpha, desc, w_off, a_off, clf.thetas_, lrs, cfg["neuron"],
+        return (T, yi, order, Wc, Wfc, alpha, desc, w_off, a_off, clf.thetas_, lrs, np.zeros(lrs.shape[0]), cfg["neuron"],
                 cfg["rule"], np.zeros(N_STATS), np.zeros(a_total))
 
     def fresh():
@@ -214,7 +214,7 @@ def main(argv=None):
         def dense_sgd():
             Wd = dW.copy()
             net.train_epoch_sgd(dT, yi, order, Wd, Wd, dense.alpha_.copy(), ddesc, dw_off, da_off,
-                                dense.thetas_, dlrs, dcfg["neuron"], dcfg["rule"], np.zeros(N_STATS),
+                                dense.thetas_, dlrs, np.zeros(dlrs.shape[0]), dcfg["neuron"], dcfg["rule"], np.zeros(N_STATS),
                                 np.zeros(int(da_off[-1])))
 
         numba.set_num_threads(1)

@@ -177,7 +177,7 @@ def main():
         Wc = W.copy()
         st, fc = np.zeros(N_STATS), np.zeros(int(a_off[-1]))
         net.train_epoch_sgd(Tb, yi, np.arange(m, dtype=np.int64), Wc, Wc, np.empty(0), arch.descriptor(),
-                            w_off, a_off, np.ones(2), lrs, neuron, rule, st, fc)
+                            w_off, a_off, np.ones(2), lrs, np.zeros(2), neuron, rule, st, fc)
     kernel_steps(5)
     t_k = best_of(lambda: kernel_steps(n), args.repeat) / n
     g = args.grid_steps

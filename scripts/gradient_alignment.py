@@ -146,7 +146,7 @@ class Probe:
         clf = self.clf
         opts = {k: getattr(clf, k) for k in RULE_OPTIONS}
         opts.update(changes)
-        rule = make_rule(weight_decay=0.0, **opts)
+        rule = make_rule(**opts)
         grads = np.zeros((1, self.W.shape[0]))
         galpha = np.zeros((1, self.desc.shape[0]))
         idx = np.arange(self.T_in.shape[0], dtype=np.int64)

@@ -93,7 +93,6 @@ class Rule(NamedTuple):
     silent_target: int    # SilentTarget
     silent_pull: bool     # SilentHidden.PULL
     conv_mean: bool       # ConvReduce.MEAN
-    weight_decay: float
     sign_backward: bool   # BinaryBackward.SIGN
     alpha_lr: float
     decay_every_sample: bool = False   # DecayEvery.SAMPLE: decay also after samples without error
@@ -103,7 +102,7 @@ class Rule(NamedTuple):
 
 def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn", normalise=True,
               beta=1.0, slope_floor=1e-3, norm_floor=0.0, silent_target="correct",
-              silent_hidden="none", conv_reduce="sum", weight_decay=0.0, binary_backward="real",
+              silent_hidden="none", conv_reduce="sum", binary_backward="real",
               alpha_lr=0.0, decay_every="update", binary_clip=0.0, binary_scale="layer") -> Rule:
     """A :class:`Rule` from option names (each checked, with a clear message)."""
     return Rule(float(gamma), int(Target.parse("target", target)), int(DtDv.parse("dtdv", dtdv)),
@@ -111,7 +110,7 @@ def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn
                 float(slope_floor), float(norm_floor),
                 int(SilentTarget.parse("silent_target", silent_target)),
                 SilentHidden.parse("silent_hidden", silent_hidden) == SilentHidden.PULL,
-                ConvReduce.parse("conv_reduce", conv_reduce) == ConvReduce.MEAN, float(weight_decay),
+                ConvReduce.parse("conv_reduce", conv_reduce) == ConvReduce.MEAN,
                 BinaryBackward.parse("binary_backward", binary_backward) == BinaryBackward.SIGN,
                 float(alpha_lr), DecayEvery.parse("decay_every", decay_every) == DecayEvery.SAMPLE,
                 float(binary_clip), BinaryScale.parse("binary_scale", binary_scale) == BinaryScale.UNIT)

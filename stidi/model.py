@@ -162,7 +162,16 @@ class SpikingClassifier(ScoringMixin):
         each split into ``n_jobs`` fixed shares computed in parallel.
     optimizer : {"sgd", "adam"}, default "sgd"
     weight_decay : float, default 0
-        L2 decay (``W -= lr * weight_decay * W`` per update).
+        L2 decay: after each update of layer :math:`l` its weights are multiplied by
+        :math:`1 - \eta_l \lambda_l`, with :math:`\eta_l` the layer's step.
+    decay_units : {"absolute", "relative"}, default "absolute"
+        What :math:`\lambda_l` is. ``"absolute"``: ``weight_decay`` itself, so a layer
+        decays in proportion to its absolute step (its rate times its calibrated
+        scale :math:`s_l` when rates are relative); ``"relative"``:
+        ``weight_decay / s_l``, so every layer loses the same fraction of its weights per
+        unit of relative rate whatever its scale (the output layer of a convolutional
+        network is calibrated about a thousand times smaller than the convolution).
+        Our addition.
     decay_every : {"update", "sample"}, default "update"
         Online SGD: decay only after samples that carry an error (``"update"``), or
         after every sample (``"sample"``, S4NN's code).
@@ -339,6 +348,7 @@ class SpikingClassifier(ScoringMixin):
                  lr_schedule: str = "exponential", lr_steps: int = 1,
                  conv_reduce: str = "sum", epochs: int = 10,
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
+                 decay_units: str = "absolute",
                  augment: int = 0, flip: bool = False, input_dropout: float = 0.0,
                  norm_floor: float = 0.0, silent_target: str = "correct",
                  silent_hidden: str = "none", alpha_lr: float = 0.0,
@@ -380,6 +390,7 @@ class SpikingClassifier(ScoringMixin):
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.weight_decay = weight_decay
+        self.decay_units = decay_units
         self.augment = augment
         self.flip = flip
         self.input_dropout = input_dropout
@@ -524,6 +535,8 @@ class SpikingClassifier(ScoringMixin):
         binary = self._binary_layers(arch)
         if init == Init.UNIFORM and any(binary):
             raise ValueError("binary weights need init='calibrated'")
+        if self.decay_units not in ("absolute", "relative"):
+            raise ValueError(f"decay_units must be 'absolute' or 'relative', got {self.decay_units!r}")
         if self.bump_doubling not in ("layer", "unit"):
             raise ValueError(f"bump_doubling must be 'layer' or 'unit', got {self.bump_doubling!r}")
         cap = self.bump_cap
@@ -585,7 +598,7 @@ class SpikingClassifier(ScoringMixin):
                          hidden_error=self.hidden_error, normalise=self.normalise, beta=self.beta,
                          slope_floor=self.slope_floor, norm_floor=self.norm_floor,
                          silent_target=self.silent_target, silent_hidden=self.silent_hidden,
-                         conv_reduce=self.conv_reduce, weight_decay=self.weight_decay,
+                         conv_reduce=self.conv_reduce,
                          binary_backward=self.binary_backward, alpha_lr=self.alpha_lr,
                          decay_every=self.decay_every, binary_clip=self.binary_clip,
                          binary_scale=self.binary_scale)
@@ -599,6 +612,7 @@ class SpikingClassifier(ScoringMixin):
                     neuron=self._neuron(), optimizer=optimizer, init_ranges=ranges,
                     uniform=init == Init.UNIFORM,
                     absolute_lr=legacy and optimizer == Optimizer.SGD,
+                    weight_decay=float(self.weight_decay), decay_relative=self.decay_units == "relative",
                     schedule=Schedule.parse("lr_schedule", self.lr_schedule),
                     lr_steps=int(self.lr_steps))
 
@@ -897,6 +911,9 @@ class SpikingClassifier(ScoringMixin):
             order = np.arange(T.shape[0], dtype=np.int64)
         lrs0 = cfg["lrs"] * (1.0 if cfg["absolute_lr"] else self.scales_)
         lrs = self._scheduled(lrs0, cfg, epoch)
+        decays = np.full(lrs0.shape[0], cfg["weight_decay"])
+        if cfg["decay_relative"]:
+            decays = decays / self.scales_
         if shape is not None and int(self.augment) > 0:
             k = int(self.augment)
             d = rng.integers(-k, k + 1, size=(2, T.shape[0]))
@@ -933,7 +950,7 @@ class SpikingClassifier(ScoringMixin):
                 j = next(j for j in range(parts) if cuts[j] <= a < cuts[j + 1])
                 b = min(w1, cuts[j + 1])
                 args = (T, yi, order[a:b], self.W_, Wf, self.alpha_, desc, w_off, a_off, self.thetas_,
-                        rates[j], cfg["neuron"], cfg["rule"], stats, fire)
+                        rates[j], decays, cfg["neuron"], cfg["rule"], stats, fire)
                 if bs == 1 and cfg["optimizer"] == Optimizer.SGD:
                     train_epoch_sgd(*args)
                 else:

@@ -185,7 +185,7 @@ def _layer_scale(desc, l, rule, base):
 
 @njit
 def _decay_layer(W, w_off, l, factor):
-    """L2 weight decay of layer ``l``: its weights times ``factor`` (``1 - lr * weight_decay``).
+    """L2 weight decay of layer ``l``: its weights times ``factor`` (``1 - lrs[l] * decays[l]``).
 
     Chapter: book/04_stidi_bp_rule.md, eq-rule-update.
     """
@@ -194,9 +194,12 @@ def _decay_layer(W, w_off, l, factor):
 
 
 @njit
-def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, neuron, rule,
+def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, decays, neuron, rule,
                     stats, fire_counts):
     """One pass of per-sample (online) STiDi-BP over ``X[order]``; serial and deterministic.
+
+    ``lrs[l]`` is layer ``l``'s step; after each of its updates its weights are multiplied
+    by ``1 - lrs[l] * decays[l]`` (L2 weight decay; ``decays`` all zero: none).
 
     Twin: :func:`stidi.reference.train_step_reference` (one sample).
     Chapter: book/04_stidi_bp_rule.md, eq-rule-update.
@@ -213,12 +216,14 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
         _record(sc.t[a:b], sc.slope[a:b], sc.vpk[a:b], sc.t[a_off[1]:b], y[n], neuron.t_max, stats,
                 fire_counts[a_off[1]:b])
         if not _backward_sample(y[n], Wb, desc, w_off, a_off, thetas, neuron, rule, sc):
-            if rule.decay_every_sample and rule.weight_decay > 0.0:
+            if rule.decay_every_sample:
                 # S4NN decays after every sample, with or without an error (positive scaling
                 # leaves alpha * sign(W) unchanged; only real layers of a binary network
                 # need their forward weights refreshed)
                 for l in range(L):
-                    _decay_layer(W, w_off, l, 1.0 - lrs[l] * rule.weight_decay)
+                    if decays[l] == 0.0:
+                        continue
+                    _decay_layer(W, w_off, l, 1.0 - lrs[l] * decays[l])
                     if binary and alpha[l] == 0.0:
                         _refresh_binary(W, Wf, w_off, alpha, l, desc[l, Col.F], rule.binary_unit)
             continue
@@ -228,8 +233,8 @@ def train_epoch_sgd(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, 
             # alpha's direction is taken before W changes (Wsign aliases Wf, refreshed below)
             da = _update_layer(W, Wsign, desc, w_off, a_off, l, _layer_scale(desc, l, rule, -lrs[l]),
                                neuron, sc)
-            if rule.weight_decay > 0.0:
-                _decay_layer(W, w_off, l, 1.0 - lrs[l] * rule.weight_decay)
+            if decays[l] > 0.0:
+                _decay_layer(W, w_off, l, 1.0 - lrs[l] * decays[l])
             if binary:
                 if rule.alpha_lr > 0.0 and lrs[l] > 0.0:
                     _alpha_step(alpha, l, rule.alpha_lr, da / -lrs[l])
@@ -278,7 +283,7 @@ def _batch_gradient(X, y, idx, W, Wf, alpha, desc, w_off, a_off, thetas, neuron,
 
 
 @njit(parallel=True)
-def _optimizer_step(W, grads, w_off, lrs, batch, optimizer, weight_decay, m1, m2, step):
+def _optimizer_step(W, grads, w_off, lrs, batch, optimizer, decays, m1, m2, step):
     """Apply the mean update direction: plain SGD or Adam, with L2 weight decay.
 
     The kernels accumulate :math:`+e g \\varepsilon`, so ``W -= lr * mean`` descends.
@@ -291,11 +296,12 @@ def _optimizer_step(W, grads, w_off, lrs, batch, optimizer, weight_decay, m1, m2
     bc2 = 1.0 - beta2 ** step
     for l in range(L):
         lr = lrs[l]
+        wd = decays[l]
         for q in prange(w_off[l], w_off[l + 1]):
             g = 0.0
             for c in range(n_chunks):
                 g += grads[c, q]
-            g = g / batch + weight_decay * W[q]
+            g = g / batch + wd * W[q]
             if optimizer == Optimizer.SGD:
                 W[q] -= lr * g
             else:
@@ -304,7 +310,7 @@ def _optimizer_step(W, grads, w_off, lrs, batch, optimizer, weight_decay, m1, m2
                 W[q] -= lr * (m1[q] / bc1) / (np.sqrt(m2[q] / bc2) + eps)
 
 
-def train_epoch_batch(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, neuron, rule,
+def train_epoch_batch(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs, decays, neuron, rule,
                       stats, fire_counts, batch_size, n_chunks, optimizer, m1, m2, step):
     """Mini-batch STiDi-BP: per-sample directions averaged over each batch of ``X[order]``.
 
@@ -320,7 +326,7 @@ def train_epoch_batch(X, y, order, W, Wf, alpha, desc, w_off, a_off, thetas, lrs
         _batch_gradient(X, y, idx, W, Wf, alpha, desc, w_off, a_off, thetas, neuron, rule, n_chunks,
                         grads, galpha, stats, fire_counts)
         step += 1
-        _optimizer_step(W, grads, w_off, lrs, float(idx.shape[0]), int(optimizer), rule.weight_decay,
+        _optimizer_step(W, grads, w_off, lrs, float(idx.shape[0]), int(optimizer), decays,
                         m1, m2, float(step))
         if binary:
             direction = galpha.sum(axis=0) / idx.shape[0]

@@ -440,7 +440,7 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     3. from the top down, the errors of the layer below with the weights before the
        update (dense or transposed conv form; pooling routes to the winners);
     4. every weight layer: :math:`w \leftarrow (w - \eta_l\, e\, g\, \varepsilon(t^* - t_{in}))
-       (1 - \eta_l \lambda)`; with ``alpha``, :math:`\alpha_l \leftarrow \max(\alpha_l -
+       (1 - \eta_l \lambda_l)` (``weight_decay``: one :math:`\lambda` or one per layer); with ``alpha``, :math:`\alpha_l \leftarrow \max(\alpha_l -
        \eta_\alpha D^\alpha_l / \alpha_l, 10^{-12})` for layers with :math:`\eta_l > 0` and
        :math:`\alpha_l > 0`; then, with ``binary_clip`` :math:`= c > 0`, the real weights
        of those layers are clipped to :math:`[-c\alpha_l, c\alpha_l]` (the new :math:`\alpha_l`).
@@ -454,10 +454,11 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
     arch = _as_arch(arch)
     D, dalpha = _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, alpha=alpha, **rule)
     no_error = D is None
+    wds = np.broadcast_to(np.asarray(weight_decay, dtype=np.float64), (len(weights),))
     if no_error:
-        D, weight_decay = [None if w is None else np.zeros_like(w) for w in weights], 0.0
-    new = [None if w is None else (w - lr * d) * (1.0 - lr * weight_decay) if weight_decay > 0
-           else w - lr * d for w, d, lr in zip(weights, D, lrs)]
+        D, wds = [None if w is None else np.zeros_like(w) for w in weights], np.zeros(len(weights))
+    new = [None if w is None else (w - lr * d) * (1.0 - lr * wd) if wd > 0
+           else w - lr * d for w, d, lr, wd in zip(weights, D, lrs, wds)]
     if alpha is None:
         return new
     a = np.array(alpha, dtype=np.float64)
@@ -493,7 +494,7 @@ def batch_step_reference(X, labels, arch, weights, thetas, tau1, tau2, t_max, ga
     r"""One mini-batch step: the mean of the per-sample directions, then SGD or Adam.
 
     Twin of :func:`stidi.network.train_epoch_batch` for one batch (real weights).
-    :math:`g = \bar D_l + \lambda w`; SGD: :math:`w \leftarrow w - \eta_l g`; Adam
+    :math:`g = \bar D_l + \lambda_l w` (``weight_decay``: one :math:`\lambda` or one per layer); SGD: :math:`w \leftarrow w - \eta_l g`; Adam
     (:math:`\beta = (0.9, 0.999)`, :math:`\epsilon = 10^{-8}`) with the moments in
     ``state = {"m1": [...], "m2": [...], "step": k}``, updated in place.
     """
@@ -504,11 +505,12 @@ def batch_step_reference(X, labels, arch, weights, thetas, tau1, tau2, t_max, ga
     if state is not None:
         state["step"] += 1
     new = []
+    wds = np.broadcast_to(np.asarray(weight_decay, dtype=np.float64), (len(weights),))
     for l, (w, lr) in enumerate(zip(weights, lrs)):
         if w is None:
             new.append(None)
             continue
-        g = np.mean([d[l] for d in dirs], axis=0) + weight_decay * w
+        g = np.mean([d[l] for d in dirs], axis=0) + wds[l] * w
         if optimizer == "sgd":
             new.append(w - lr * g)
             continue

@@ -20,10 +20,12 @@ def kernel_epoch(X, y, arch, weights, thetas, lrs, tau=(16.0, 64.0, 100.0), *, a
     Wf = np.ascontiguousarray(forward_weights(W, w_off, al, a.descriptor()[:, Col.F], unit)) \
         if alpha is not None else W
     rule.setdefault("gamma", 3.0)
+    decays = np.array(np.broadcast_to(np.asarray(rule.pop("weight_decay", 0.0), dtype=np.float64),
+                                      (len(a.layers),)))
     order = np.arange(len(y)) if order is None else order
     args = (np.ascontiguousarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64), order, W, Wf, al,
             a.descriptor(), w_off, a_off, np.asarray(thetas, float), np.asarray(lrs, float),
-            Neuron(*tau), make_rule(**rule), np.zeros(N_STATS), np.zeros(a_off[-1]))
+            decays, Neuron(*tau), make_rule(**rule), np.zeros(N_STATS), np.zeros(a_off[-1]))
     if batch_size is None:
         net.train_epoch_sgd(*args)
     else:

@@ -38,7 +38,7 @@ def engine_epoch(X, y, W, hidden, arch="20-15-12-4", batch_size=None, n_chunks=1
     a_off, w_off = a.offsets()
     rule = make_rule(gamma=3.0, hidden_error=hidden, beta=2.0)
     args = (X, y, np.arange(len(y)), W, W, np.empty(0), a.descriptor(), w_off, a_off, THETAS, LRS,
-            Neuron(TAU1, TAU2, TMAX), rule, np.zeros(N_STATS), np.zeros(a_off[-1]))
+            np.zeros(len(a.layers)), Neuron(TAU1, TAU2, TMAX), rule, np.zeros(N_STATS), np.zeros(a_off[-1]))
     if batch_size is None:
         net.train_epoch_sgd(*args)
     else:

@@ -514,6 +514,39 @@ def test_input_dropout_thins_the_spikes_of_an_epoch(monkeypatch, subset):
     assert seen and abs(seen[0] / total - 0.7) < 0.02, (seen, total)
 
 
+@pytest.mark.parametrize("units", ["absolute", "relative"])
+def test_decay_units_set_each_layers_decay(monkeypatch, subset, units):
+    """``"absolute"``: every layer decays by lambda times its absolute step; ``"relative"``:
+    by lambda / s_l times it, i.e. lambda times the layer's relative rate."""
+    import stidi.model as model_mod
+
+    X, y = subset[0][:60], subset[1][:60]
+    seen = []
+    real = model_mod.train_epoch_sgd
+
+    def spy(*args):
+        seen.append((args[10].copy(), args[11].copy()))
+        return real(*args)
+
+    monkeypatch.setattr(model_mod, "train_epoch_sgd", spy)
+    clf = SpikingClassifier("784-8-10", epochs=1, init_samples=30, random_state=0, weight_decay=0.5,
+                            decay_units=units, lr=[1e-3, 1e-2])
+    clf.fit(X, y)
+    lrs, decays = seen[0]
+    assert not np.allclose(clf.scales_, 1.0)
+    want = np.full(2, 0.5) if units == "absolute" else 0.5 / clf.scales_
+    np.testing.assert_allclose(decays, want)
+    np.testing.assert_allclose(lrs * decays, [1e-3, 1e-2] * clf.scales_ * want)
+    if units == "relative":
+        np.testing.assert_allclose(lrs * decays, [0.5e-3, 0.5e-2])
+
+
+def test_decay_units_bad_value_is_one_clear_error():
+    X = np.random.default_rng(0).random((20, 72))
+    with pytest.raises(ValueError, match="decay_units must be 'absolute' or 'relative'"):
+        SpikingClassifier("72-4-2", epochs=1, decay_units="scaled").fit(X, np.arange(20) % 2)
+
+
 @pytest.mark.parametrize("value", [-0.1, 1.0, "0.2", True])
 def test_input_dropout_bad_values_are_one_clear_error(value):
     X = np.random.default_rng(0).random((20, 72))

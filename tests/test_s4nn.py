@@ -103,10 +103,10 @@ def engine_step(x, label, W_h, W_o, thr, lr, gamma, t_max, lam, **rule):
     a = parse_architecture(f"{W_h.shape[1]}-{W_h.shape[0]}-{W_o.shape[0]}")
     a_off, w_off = a.offsets()
     W = a.pack([W_h, W_o])
-    rule = make_rule(gamma=gamma, dtdv="constant", weight_decay=lam, **rule)
+    rule = make_rule(gamma=gamma, dtdv="constant", **rule)
     net.train_epoch_sgd(x[None].astype(float), np.array([label]), np.arange(1), W, W, np.empty(0),
                         a.descriptor(), w_off, a_off, np.array([thr, thr]), np.array([lr, lr]),
-                        Neuron(1.0, 1.0, float(t_max), STEP, 1.0), rule, np.zeros(N_STATS),
+                        np.array([lam, lam]), Neuron(1.0, 1.0, float(t_max), STEP, 1.0), rule, np.zeros(N_STATS),
                         np.zeros(a_off[-1]))
     return a.unpack(W)
 

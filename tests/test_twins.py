@@ -211,6 +211,33 @@ def test_minibatch_step_matches_twin(arch, optimizer):
     assert any(np.abs(w - w0).max() > 0 for w, w0 in zip(want, ws) if w is not None)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_per_layer_weight_decay_matches_twin(arch, batch_size):
+    """One decay coefficient per layer (``decay_units="relative"`` passes lambda / s_l): each
+    layer shrinks by its own ``1 - lr_l * lambda_l``, online and in a mini-batch step."""
+    a, rng, L, thetas, lrs = setup(arch, f"decays{batch_size}")
+    decays = np.array([0.5, 0.0, 2.0, 0.25, 40.0][:L])
+    ws = network(rng, a)
+    n = 1 if batch_size is None else batch_size
+    X = np.stack([maps(rng, a.n_inputs) for _ in range(n)])
+    y = rng.integers(0, a.n_outputs, n)
+    got = kernel_epoch(X, y, a, ws, thetas, lrs, TAU, batch_size=batch_size, weight_decay=decays)
+    if batch_size is None:
+        want = ref.network_step_reference(X[0], int(y[0]), a, ws, thetas, *TAU, 3.0, lrs,
+                                          weight_decay=decays)
+        plain = ref.network_step_reference(X[0], int(y[0]), a, ws, thetas, *TAU, 3.0, lrs)
+    else:
+        want = ref.batch_step_reference(X, y, a, ws, thetas, *TAU, 3.0, lrs, weight_decay=decays)
+        plain = ref.batch_step_reference(X, y, a, ws, thetas, *TAU, 3.0, lrs)
+    close(got, want)
+    # the decay did something, and differently per layer: the ratio to the undecayed step is
+    # 1 - lr_l lambda_l (online), which differs between the first and last weight layers
+    wl = [l for l, w in enumerate(ws) if w is not None]
+    shrink = [np.abs(want[l]).sum() / np.abs(plain[l]).sum() for l in (wl[0], wl[-1])]
+    assert shrink[0] < 1.0 and shrink[1] < 1.0 and abs(shrink[0] - shrink[1]) > 1e-3
+
+
 @pytest.mark.parametrize("norm_floor, silent_target", [(0.5, "all"), (0.2, "correct"), (0.0, "all")])
 def test_dense_norm_floor_and_silent_target_match_twin(norm_floor, silent_target):
     rng = np.random.default_rng(int(norm_floor * 10) + len(silent_target))
