@@ -187,7 +187,7 @@ def _layer_scale(desc, l, rule, base):
 def _decay_layer(W, w_off, l, factor):
     """L2 weight decay of layer ``l``: its weights times ``factor`` (``1 - lrs[l] * decays[l]``).
 
-    Chapter: book/04_stidi_bp_rule.md, eq-rule-update.
+    Chapter: book/06_conv.md, eq-weight-decay.
     """
     for q in range(w_off[l], w_off[l + 1]):
         W[q] *= factor
