@@ -98,12 +98,14 @@ class Rule(NamedTuple):
     decay_every_sample: bool = False   # DecayEvery.SAMPLE: decay also after samples without error
     binary_clip: float = 0.0           # binary layers: real weights kept in [-c alpha_l, c alpha_l] (0: off)
     binary_unit: bool = False          # BinaryScale.UNIT: alpha_l times each unit's relative mean |w|
+    end_margin: float = 0.0            # relative targets: the correct output's target is <= t_max - end_margin
 
 
 def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn", normalise=True,
               beta=1.0, slope_floor=1e-3, norm_floor=0.0, silent_target="correct",
               silent_hidden="none", conv_reduce="sum", binary_backward="real",
-              alpha_lr=0.0, decay_every="update", binary_clip=0.0, binary_scale="layer") -> Rule:
+              alpha_lr=0.0, decay_every="update", binary_clip=0.0, binary_scale="layer",
+              end_margin=0.0) -> Rule:
     """A :class:`Rule` from option names (each checked, with a clear message)."""
     return Rule(float(gamma), int(Target.parse("target", target)), int(DtDv.parse("dtdv", dtdv)),
                 int(HiddenError.parse("hidden_error", hidden_error)), bool(normalise), float(beta),
@@ -113,4 +115,5 @@ def make_rule(*, gamma=3.0, target="relative", dtdv="linear", hidden_error="s4nn
                 ConvReduce.parse("conv_reduce", conv_reduce) == ConvReduce.MEAN,
                 BinaryBackward.parse("binary_backward", binary_backward) == BinaryBackward.SIGN,
                 float(alpha_lr), DecayEvery.parse("decay_every", decay_every) == DecayEvery.SAMPLE,
-                float(binary_clip), BinaryScale.parse("binary_scale", binary_scale) == BinaryScale.UNIT)
+                float(binary_clip), BinaryScale.parse("binary_scale", binary_scale) == BinaryScale.UNIT,
+                float(end_margin))

@@ -198,6 +198,14 @@ class SpikingClassifier(ScoringMixin):
     silent_target : {"correct", "all"}, default "correct"
         When no output neuron fires: push only the correct neuron (to
         ``t_max - gamma``), or every output neuron.
+    end_margin : float, default 0
+        Relative targets only: the correct output's target is at most
+        ``t_max - end_margin``, so a correct output that fires first but within
+        ``end_margin`` of the end of the window is still pushed earlier.  Our
+        addition, against images that end with no output spike under a wide
+        margin ``gamma`` (wrong outputs are then pushed to silence, and the
+        correct one is asked for nothing once it fires first).  Must be
+        ``< t_max``; 0 leaves the rule as published.
     silent_hidden : {"none", "pull"}, default "none"
         ``"pull"`` (our addition, S4NN-like errors only): a silent hidden unit whose
         potential rose above 0 gets :math:`\min(0, \sum_j e_j w_{ji})`, applied at its
@@ -350,7 +358,7 @@ class SpikingClassifier(ScoringMixin):
                  batch_size: int = 1, optimizer: str = "sgd", weight_decay: float = 0.0,
                  decay_units: str = "absolute",
                  augment: int = 0, flip: bool = False, input_dropout: float = 0.0,
-                 norm_floor: float = 0.0, silent_target: str = "correct",
+                 norm_floor: float = 0.0, silent_target: str = "correct", end_margin: float = 0.0,
                  silent_hidden: str = "none", alpha_lr: float = 0.0,
                  binary_backward: str = "real", binary_clip: float = 0.0, binary_scale: str = "layer",
                  binary_warmup: int = 0,
@@ -396,6 +404,7 @@ class SpikingClassifier(ScoringMixin):
         self.input_dropout = input_dropout
         self.norm_floor = norm_floor
         self.silent_target = silent_target
+        self.end_margin = end_margin
         self.silent_hidden = silent_hidden
         self.alpha_lr = alpha_lr
         self.binary_backward = binary_backward
@@ -568,7 +577,9 @@ class SpikingClassifier(ScoringMixin):
                              ("binary_clip", 0.0), ("weight_decay", 0.0), ("beta", 0.0),
                              ("slope_floor", 0.0),
                              ("dead_threshold", 0.0), ("lr_conv", 0.0), ("lr_decay", 0.0),
-                             ("bump", 0.0)))
+                             ("bump", 0.0), ("end_margin", 0.0)))
+        if float(self.end_margin) >= float(self.t_max):
+            raise ValueError(f"end_margin must be smaller than t_max ({self.t_max}), got {self.end_margin!r}")
         for name, minimum in (("epochs", 0), ("batch_size", 1), ("augment", 0), ("init_samples", 1),
                               ("lr_steps", 1), ("bump_every", 1), ("binary_warmup", 0)):
             v = getattr(self, name)
@@ -601,7 +612,7 @@ class SpikingClassifier(ScoringMixin):
                          conv_reduce=self.conv_reduce,
                          binary_backward=self.binary_backward, alpha_lr=self.alpha_lr,
                          decay_every=self.decay_every, binary_clip=self.binary_clip,
-                         binary_scale=self.binary_scale)
+                         binary_scale=self.binary_scale, end_margin=self.end_margin)
         optimizer = int(Optimizer.parse("optimizer", self.optimizer))
         binary_full = np.zeros(L, dtype=bool)
         binary_full[wl] = binary

@@ -149,7 +149,8 @@ def step_forward_reference(t_in, W, theta, t_max, delay=0.0):
     return tuple(o[0] for o in out) if single else tuple(out)
 
 
-def output_targets_reference(t, label, gamma, t_max, mode="relative", silent_target="correct"):
+def output_targets_reference(t, label, gamma, t_max, mode="relative", silent_target="correct",
+                             end_margin=0.0):
     """Twin of the output target rule (:func:`stidi.rule._output_targets`)."""
     t = np.asarray(t, dtype=np.float64)
     fired = t < t_max
@@ -165,7 +166,7 @@ def output_targets_reference(t, label, gamma, t_max, mode="relative", silent_tar
             return T
         T = t.copy()
         T[t - tau < gamma] = min(tau + gamma, t_max)
-        T[label] = tau
+        T[label] = min(tau, t_max - end_margin)
         return T
     lo = max(tau - gamma, 0.0) if fired.any() else t_max - gamma
     hi = min(t[fired].max() + gamma, t_max) if fired.any() else t_max
@@ -311,7 +312,7 @@ def binary_forward_reference(w, alpha_l, binary_scale="layer"):
 def _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, *, alpha=None,
                 target="relative", dtdv="linear", hidden_error="s4nn", normalise=True, beta=1.0,
                 slope_floor=1e-3, conv_reduce="sum", silent_target="correct", silent_hidden="none",
-                norm_floor=0.0, binary_backward="real", binary_scale="layer"):
+                norm_floor=0.0, binary_backward="real", binary_scale="layer", end_margin=0.0):
     r"""Per-layer update directions :math:`D_l = \sum e\,g\,\varepsilon` of one sample (``None`` for
     pooling) and the binary-scale directions; the step is :math:`W_l - \eta_l D_l`."""
     L = len(arch.layers)
@@ -331,7 +332,8 @@ def _directions(x, label, arch, weights, thetas, tau1, tau2, t_max, gamma, *, al
             return np.where(t < t_max, 1.0 / np.maximum(slopes[l + 1], slope_floor), t / thetas[l])
         return t / thetas[l]
 
-    e = (output_targets_reference(ts[-1], label, gamma, t_max, target, silent_target) - ts[-1]) / t_max
+    e = (output_targets_reference(ts[-1], label, gamma, t_max, target, silent_target, end_margin)
+         - ts[-1]) / t_max
     if not np.any(e):
         return None, np.zeros(L)        # no error: the sample changes nothing (no decay either)
     n_out = np.linalg.norm(e)
@@ -448,7 +450,7 @@ def network_step_reference(x, label, arch, weights, thetas, tau1, tau2, t_max, g
 
     ``rule`` takes the options of :class:`stidi.SpikingClassifier` that shape the rule
     (``target``, ``dtdv``, ``hidden_error``, ``normalise``, ``beta``, ``slope_floor``,
-    ``conv_reduce``, ``silent_target``, ``silent_hidden``, ``norm_floor``,
+    ``conv_reduce``, ``silent_target``, ``end_margin``, ``silent_hidden``, ``norm_floor``,
     ``binary_backward``, ``binary_scale``).  With ``alpha``, returns ``(weights, alpha)``.
     """
     arch = _as_arch(arch)

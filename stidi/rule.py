@@ -19,7 +19,9 @@ Output targets (:class:`stidi._codes.Target`): ``RELATIVE`` puts the correct
 neuron at the earliest output time :math:`\tau` and pushes every wrong neuron
 that fires before :math:`\tau + \gamma` to :math:`\tau + \gamma`; when no output
 fires, the correct neuron (``SilentTarget.CORRECT``) or every neuron
-(``SilentTarget.ALL``) is asked for :math:`t_{\max} - \gamma`.  ``MINMAX`` puts
+(``SilentTarget.ALL``) is asked for :math:`t_{\max} - \gamma`; with
+``Rule.end_margin`` :math:`= m > 0` the correct neuron's target is
+:math:`\min(\tau, t_{\max} - m)` instead of :math:`\tau`.  ``MINMAX`` puts
 the correct neuron at :math:`\max(\tau_{\min} - \gamma, 0)` and every other one
 at :math:`\min(\tau_{\max} + \gamma, t_{\max})`.  ``SOFTMAX`` gives every
 output a graded target from the cross-entropy of a softmax over :math:`-t/\gamma`:
@@ -93,7 +95,7 @@ def decide_batch(t, slope, vpeak, t_max, fallback, pred, tied):
 
 
 @njit
-def _output_targets(t, label, gamma, t_max, mode, T, silent_mode):
+def _output_targets(t, label, gamma, t_max, mode, T, silent_mode, end_margin=0.0):
     """Targets ``T`` of the output layer (see the module docstring).
 
     Twin: :func:`stidi.reference.output_targets_reference`.
@@ -128,7 +130,7 @@ def _output_targets(t, label, gamma, t_max, mode, T, silent_mode):
             T[j] = t[j]
             if t[j] - tmin < gamma:
                 T[j] = min(tmin + gamma, t_max)
-        T[label] = tmin
+        T[label] = min(tmin, t_max - end_margin)
     else:
         lo = max(tmin - gamma, 0.0) if any_fired else t_max - gamma
         hi = min(tmax_fired + gamma, t_max) if any_fired else t_max
@@ -161,7 +163,7 @@ def _output_errors(t, label, t_max, rule, err, T):
     Returns the gain that hidden error vectors are scaled to, or -1 when the
     sample carries no error at all.  Chapter: book/04_stidi_bp_rule.md, eq-rule-error.
     """
-    _output_targets(t, label, rule.gamma, t_max, rule.target, T, rule.silent_target)
+    _output_targets(t, label, rule.gamma, t_max, rule.target, T, rule.silent_target, rule.end_margin)
     nz = False
     for j in range(t.shape[0]):
         err[j] = (T[j] - t[j]) / t_max

@@ -98,10 +98,29 @@ def test_output_targets_kernel_matches_twin(mode):
         label = int(rng.integers(6))
         T = np.empty(6)
         for silent in ("correct", "all"):
-            rule._output_targets(t, label, 3.0, TMAX, Target.parse("target", mode), T,
-                                 SilentTarget.parse("silent_target", silent))
-            np.testing.assert_allclose(T, ref.output_targets_reference(t, label, 3.0, TMAX, mode, silent),
-                                       rtol=0, atol=1e-12)
+            for end in (0.0, 20.0):
+                rule._output_targets(t, label, 3.0, TMAX, Target.parse("target", mode), T,
+                                     SilentTarget.parse("silent_target", silent), end)
+                np.testing.assert_allclose(
+                    T, ref.output_targets_reference(t, label, 3.0, TMAX, mode, silent, end),
+                    rtol=0, atol=1e-12)
+
+
+def test_end_margin_pulls_a_late_first_output_earlier():
+    # the correct output fires first but late: without end_margin it is asked for nothing
+    t = np.array([TMAX - 5.0, TMAX, TMAX, TMAX])
+    T0 = ref.output_targets_reference(t, 0, 3.0, TMAX)
+    np.testing.assert_array_equal(T0, t)
+    T = np.empty(4)
+    rule._output_targets(t, 0, 3.0, TMAX, Target.RELATIVE, T, SilentTarget.CORRECT, 20.0)
+    np.testing.assert_array_equal(T, [TMAX - 20.0, TMAX, TMAX, TMAX])
+    # an early correct output, and the wrong outputs, keep the targets of the published rule
+    t = np.array([10.0, 11.0, 30.0, TMAX])
+    np.testing.assert_array_equal(ref.output_targets_reference(t, 2, 3.0, TMAX, end_margin=20.0),
+                                  ref.output_targets_reference(t, 2, 3.0, TMAX))
+    # a correct output that is not first gets min(tau, t_max - m)
+    T = ref.output_targets_reference(np.array([TMAX - 8.0, TMAX - 2.0]), 1, 3.0, TMAX, end_margin=20.0)
+    np.testing.assert_array_equal(T, [TMAX - 5.0, TMAX - 20.0])
 
 
 def test_relative_target_rule():

@@ -760,3 +760,22 @@ def test_binary_warmup_bad_values_are_one_clear_error(subset, kw, match):
     X, y = subset[0][:100], subset[1][:100]
     with pytest.raises(ValueError, match=match):
         SpikingClassifier("784-8-10", epochs=2, init_samples=50, **kw).fit(X, y)
+
+
+# ------------------------------------------------------------------ end margin of the targets
+
+
+def test_end_margin_in_the_estimator(subset):
+    """``end_margin`` reaches the kernels (a wide margin changes the weights), 0 is the published
+    rule, and bad values are one clear error."""
+    X, y = subset[0][:120], subset[1][:120]
+    kw = dict(arch="784-16-10", epochs=1, random_state=2, init_samples=20, gamma=20.0,
+              weight_average=0.0, t_max=64.0, tau1=16.0, tau2=64.0)
+    plain = SpikingClassifier(**kw).fit(X, y)
+    np.testing.assert_array_equal(SpikingClassifier(end_margin=0.0, **kw).fit(X, y).W_, plain.W_)
+    late = SpikingClassifier(end_margin=48.0, **kw).fit(X, y)
+    assert not np.array_equal(late.W_, plain.W_)
+    assert late.get_params()["end_margin"] == 48.0
+    for bad in (-1.0, 64.0, float("nan")):
+        with pytest.raises(ValueError, match="end_margin"):
+            SpikingClassifier(end_margin=bad, **kw).fit(X, y)

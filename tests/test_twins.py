@@ -238,23 +238,31 @@ def test_per_layer_weight_decay_matches_twin(arch, batch_size):
     assert shrink[0] < 1.0 and shrink[1] < 1.0 and abs(shrink[0] - shrink[1]) > 1e-3
 
 
-@pytest.mark.parametrize("norm_floor, silent_target", [(0.5, "all"), (0.2, "correct"), (0.0, "all")])
-def test_dense_norm_floor_and_silent_target_match_twin(norm_floor, silent_target):
-    rng = np.random.default_rng(int(norm_floor * 10) + len(silent_target))
+@pytest.mark.parametrize("norm_floor, silent_target, end_margin",
+                         [(0.5, "all", 0.0), (0.2, "correct", 0.0), (0.0, "all", 0.0), (0.0, "correct", 80.0)])
+def test_dense_norm_floor_and_silent_target_match_twin(norm_floor, silent_target, end_margin):
+    rng = np.random.default_rng(int(norm_floor * 10) + len(silent_target) + int(end_margin))
     sizes = [20, 15, 12, 4]
-    silent_outputs = 0
+    silent_outputs = end_changed = 0
     for trial in range(6):
         x = maps(rng, 20)
         scale = 0.6 if trial % 2 else 0.12     # every other network has silent outputs
         ws = [rng.uniform(-0.3, 1.0, (o, i)) * scale for i, o in zip(sizes[:-1], sizes[1:])]
         label = int(rng.integers(4))
         kw = dict(norm_floor=norm_floor, silent_target=silent_target, weight_decay=1e-3)
+        if end_margin:
+            kw["end_margin"] = end_margin
         got = kernel_step(x, label, "20-15-12-4", ws, [0.8, 0.6, 0.5], [1e-2, 5e-3, 1e-3], TAU, **kw)
         want = ref.train_step_reference(x, label, ws, [0.8, 0.6, 0.5], *TAU, 3.0, [1e-2, 5e-3, 1e-3], **kw)
         close(got, want)
         f = ref.network_forward_reference(x, "20-15-12-4", ws, [0.8, 0.6, 0.5], *TAU)
         silent_outputs += bool(np.all(f["t"][-1] >= TMAX))
+        if end_margin:
+            kw.pop("end_margin")
+            plain = ref.train_step_reference(x, label, ws, [0.8, 0.6, 0.5], *TAU, 3.0, [1e-2, 5e-3, 1e-3], **kw)
+            end_changed += any(np.abs(a - b).max() > 0 for a, b in zip(want, plain))
     assert silent_outputs > 0, "no silent output layer: the silent target was never exercised"
+    assert end_changed > 0 or not end_margin, "end_margin never changed a step: the test is blind to it"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
