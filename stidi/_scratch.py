@@ -12,11 +12,11 @@ from ._jit import njit
 #: slope, vpk, tpk, win, err, g, tstar), the output targets T, the sweep's V/S and coef
 #: (``max_out``), a dense layer's time-ordered inputs act_t/act_i (``max_rf``), the sorted
 #: spikes of a conv layer's input map gt/gi (``max_in``), and a conv layer's potentials,
-#: slopes and peaks cv/cs/cvp/ctp (``max_conv`` units) and each position's last breakpoint
-#: clast (``max_pos``).
+#: slopes and peaks cv/cs/cvp/ctp (``max_conv`` units), each position's last breakpoint
+#: clast and its count of units yet to fire calive (``max_pos``).
 Scratch = NamedTuple("Scratch", [(name, np.ndarray) for name in
                                  ("t slope vpk tpk win err g tstar T act_t act_i V S coef "
-                                  "gt gi cv cs cvp ctp clast").split()])
+                                  "gt gi cv cs cvp ctp clast calive").split()])
 
 
 @njit
@@ -28,4 +28,4 @@ def _alloc_scratch(a_total, max_rf, max_out, max_in=1, max_conv=1, max_pos=1):
                    np.empty(max_rf, dtype=np.int64), np.empty(max_out), np.empty(max_out),
                    np.empty(max_out), np.empty(max_in), np.empty(max_in, dtype=np.int64),
                    np.empty(max_conv), np.empty(max_conv), np.empty(max_conv), np.empty(max_conv),
-                   np.empty(max_pos))
+                   np.empty(max_pos), np.empty(max_pos, dtype=np.int64))
