@@ -6,10 +6,19 @@ when a cache location is usable.  Numba looks for a writable
 read-only installation with neither, ``cache=True`` would make the import
 fail ("no locator available").  We therefore probe once and fall back to
 a per-user cache directory, and finally to no caching at all.
+
+Numba checks a cached kernel against its own source file only, not against
+the files of the kernels and types it calls: after an update that changes
+one module (a field added to a tuple type, say), kernels cached from an
+unchanged module would be loaded with the old types and fail to compile.
+The cache therefore carries a stamp, a hash of every source file of the
+package, and the package's cached kernels are dropped when it no longer
+matches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -31,15 +40,58 @@ def _writable(path: Path) -> bool:
         return False
 
 
+_PACKAGE = Path(__file__).resolve().parent
+_STAMP = "stidi-kernels.stamp"
+
+
+def source_stamp(package: Path = _PACKAGE) -> str:
+    """Hash of the names and contents of every ``*.py`` file of ``package``."""
+    h = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def drop_stale_kernels(cache: Path, stamp: str, recursive: bool = False) -> int:
+    """Delete the cached kernels (``*.nbi``, ``*.nbc``) under ``cache`` unless its stamp file
+    holds ``stamp``; then write ``stamp``. Returns the number of files deleted."""
+    marker = cache / _STAMP
+    try:
+        if marker.read_text() == stamp:
+            return 0
+    except OSError:
+        pass
+    dropped = 0
+    for pattern in ("*.nbi", "*.nbc"):
+        for f in (cache.rglob(pattern) if recursive else cache.glob(pattern)):
+            try:
+                f.unlink()
+                dropped += 1
+            except OSError:
+                pass
+    try:
+        tmp = marker.with_name(f"{_STAMP}.{os.getpid()}.tmp")
+        tmp.write_text(stamp)
+        os.replace(tmp, marker)
+    except OSError:
+        pass
+    return dropped
+
+
 def _configure_cache() -> bool:
     if os.environ.get("NUMBA_DISABLE_JIT") == "1":
         return False
     if os.environ.get("NUMBA_CACHE_DIR"):
+        # a cache chosen by the user is shared with other packages: left as it is
         return _writable(Path(os.environ["NUMBA_CACHE_DIR"]))
-    if _writable(Path(__file__).resolve().parent / "__pycache__"):
+    local = _PACKAGE / "__pycache__"
+    if _writable(local):
+        drop_stale_kernels(local, source_stamp())
         return True
     fallback = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stidi" / "numba"
     if _writable(fallback):
+        drop_stale_kernels(fallback, source_stamp(), recursive=True)
         os.environ["NUMBA_CACHE_DIR"] = str(fallback)
         numba.config.CACHE_DIR = str(fallback)
         return True

@@ -87,3 +87,57 @@ def test_option_enums_carry_the_names_they_are_bound_to():
              if isinstance(obj, type) and issubclass(obj, IntEnum) and obj is not IntEnum}
     assert len(enums) >= 13
     assert all(obj.__name__ == name for name, obj in enums.items()), enums
+
+
+def test_stale_kernels_are_dropped_when_the_sources_change(tmp_path):
+    from stidi import _jit
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("m.f-1.py311.nbi", "m.f-1.py311.1.nbc", "keep.txt"):
+        (cache / name).write_text("x")
+    assert _jit.drop_stale_kernels(cache, "aaaa") == 2          # no stamp yet: everything cached is stale
+    assert sorted(p.name for p in cache.iterdir()) == ["keep.txt", "stidi-kernels.stamp"]
+    (cache / "m.f-1.py311.nbi").write_text("x")
+    assert _jit.drop_stale_kernels(cache, "aaaa") == 0          # same sources: the cache is kept
+    assert (cache / "m.f-1.py311.nbi").exists()
+    sub = cache / "deep"
+    sub.mkdir()
+    (sub / "g.nbc").write_text("x")
+    assert _jit.drop_stale_kernels(cache, "bbbb", recursive=True) == 2
+    assert (cache / "stidi-kernels.stamp").read_text() == "bbbb"
+
+
+def test_source_stamp_follows_every_module(tmp_path):
+    from stidi import _jit
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "b.py").write_text("y = 2\n")
+    s0 = _jit.source_stamp(pkg)
+    assert _jit.source_stamp(pkg) == s0
+    (pkg / "b.py").write_text("y = 3\n")
+    assert _jit.source_stamp(pkg) != s0
+    assert _jit.source_stamp(ROOT) == _jit.source_stamp()
+
+
+@needs_jit
+def test_a_changed_module_invalidates_the_cached_kernels_of_the_others(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT, tmp_path / "stidi", ignore=shutil.ignore_patterns("__pycache__", "data"))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = str(tmp_path)
+    res = run(CODE, env, cwd=str(tmp_path))
+    assert res.returncode == 0 and res.stdout.split()[0] == "True", res.stderr
+    cache = tmp_path / "stidi" / "__pycache__"
+    neuron_kernels = list(cache.glob("neuron.*.nbi"))
+    assert neuron_kernels
+    with open(tmp_path / "stidi" / "_scratch.py", "a") as f:      # a module the cached kernels did not use
+        f.write("\n# changed\n")
+    res = run("import stidi._jit", env, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert not any(p.exists() for p in neuron_kernels)
+    res = run(CODE, env, cwd=str(tmp_path))                        # and the package recompiles and runs
+    assert res.returncode == 0 and "[1.5, 1.5]" in res.stdout, res.stderr
