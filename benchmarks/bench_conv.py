@@ -77,7 +77,7 @@ def _counts(b):
     return finite.sum(axis=-1), (finite & new).sum(axis=-1)
 
 
-def sweep_work(T, layer, n_dense_in, tau1, tau2, t_max):
+def sweep_work(T, layer, n_dense_in, tau1, tau2, t_max, t_out=None):
     """Work of the exact sweep per connection, for a conv layer and a dense layer on the same images.
 
     A dense layer advances all its potentials once per distinct breakpoint time of
@@ -87,6 +87,10 @@ def sweep_work(T, layer, n_dense_in, tau1, tau2, t_max):
     image and per connection (both counts are multiplied by the layer's width, which
     cancels).  ``T`` holds the flat input maps of the conv layer, ``layer`` its
     :class:`stidi.architecture.Layer`; the dense layer reads the same images flat.
+    With the conv layer's spike times ``t_out`` (``(n, F, Ho, Wo)``), also the work the
+    kernel does: a position whose ``F`` units have all fired is skipped after the
+    breakpoint that finds its last crossing (``conv_advances_live``,
+    ``conv_slope_rows_live``).
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -95,13 +99,31 @@ def sweep_work(T, layer, n_dense_in, tau1, tau2, t_max):
     maps = np.pad(T.reshape(-1, C, H, W), ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=t_max)
     fields = sliding_window_view(maps, (k, k), axis=(2, 3))              # (n, C, Ho, Wo, k, k)
     fields = fields.transpose(0, 2, 3, 1, 4, 5).reshape(*fields.shape[:1], *fields.shape[2:4], C * k * k)
-    rows_c, adv_c = _counts(_breakpoints(fields, tau1, tau2, t_max))
+    bc = _breakpoints(fields, tau1, tau2, t_max)
+    rows_c, adv_c = _counts(bc)                                         # sorts bc in place
     rows_d, adv_d = _counts(_breakpoints(T.reshape(T.shape[0], -1), tau1, tau2, t_max))
     per_field = C * k * k * fields.shape[1] * fields.shape[2]
-    return {"conv_advances": float(adv_c.sum(axis=(1, 2)).mean() / per_field),
+    work = {"conv_advances": float(adv_c.sum(axis=(1, 2)).mean() / per_field),
             "conv_slope_rows": float(rows_c.sum(axis=(1, 2)).mean() / per_field),
             "dense_advances": float(adv_d.mean() / n_dense_in),
             "dense_slope_rows": float(rows_d.mean() / n_dense_in)}
+    if t_out is not None:
+        # the breakpoint that finds a position's last crossing: the first at or after it
+        last = np.where((t_out < t_max).all(axis=1), t_out.max(axis=1), np.inf)[..., None]
+        i_det = (bc < last).sum(axis=-1)                                # index of that breakpoint
+        found = np.take_along_axis(bc, np.minimum(i_det, bc.shape[-1] - 1)[..., None], -1)[..., 0]
+        cut = np.where(np.isfinite(last[..., 0]) & np.isfinite(found), found, np.inf)[..., None]
+        live = np.where(bc <= cut, bc, np.inf)
+        first = np.ones(live.shape, dtype=bool)
+        first[..., 1:] = live[..., 1:] != live[..., :-1]
+        rows_l = np.isfinite(live)
+        # equal times after the finding breakpoint are skipped too: count the first of them only
+        rows_l &= ~((live == cut) & ~first)
+        # a position starts at time 0, so a breakpoint at 0 moves nothing forward
+        work["conv_advances_live"] = float((np.isfinite(live) & first & (live > 0)).sum(axis=(1, 2, 3)).mean()
+                                           / per_field)
+        work["conv_slope_rows_live"] = float(rows_l.sum(axis=(1, 2, 3)).mean() / per_field)
+    return work
 
 
 def main(argv=None):
@@ -233,12 +255,15 @@ def main(argv=None):
               f"{t_dense / s_dense * 1e9:6.2f} ns/connection")
         print(f"  ratio conv/dense per connection {per_syn:6.2f}x")
         lay0 = clf.arch_.layers[l0]
+        t_first = conv.conv_forward(maps, filt, *args_c, padding=pad)[0]
         work = sweep_work(T, lay0, int(np.prod(dense.arch_.layers[0].in_shape)), float(clf.tau1),
-                          float(clf.tau2), float(clf.t_max))
+                          float(clf.tau2), float(clf.t_max), t_out=t_first)
         print("work of the exact sweep per connection (first conv layer vs first dense layer):")
         print(f"  potential advances {work['conv_advances']:.3f} vs {work['dense_advances']:.3f}   "
               f"slope rows {work['conv_slope_rows']:.3f} vs {work['dense_slope_rows']:.3f} "
               "(dense: four rows per pass)")
+        print(f"  conv, positions skipped once all their units fired: advances "
+              f"{work['conv_advances_live']:.3f}, slope rows {work['conv_slope_rows_live']:.3f}")
     print(f"summary: {args.arch}{' binary' if args.binary else ''}: one 60k-image MNIST epoch "
           f"~{t_sgd * 60000 / 60:.1f} min (per-sample SGD, 1 thread); clock-driven grid / exact "
           f"= {t_grid / t_exact:.1f}x on the first conv layer"

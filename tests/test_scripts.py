@@ -479,3 +479,32 @@ def test_binarise_after_rejects_bad_input(binarise, subset_loader, tmp_path, cap
         argv += ["--dataset", "mnist"]
     _fails(binarise.main, [*argv, "--seed", "0", "--out", str(tmp_path / "r.json")], capsys, expected)
     assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_conv_counts_the_work_the_kernel_skips():
+    """The sweep-work model of ``benchmarks/bench_conv.py`` on one 3x3 field (one position,
+    one filter): breakpoints at 0, 1, 2, 3, 5, 6, 7, 7 and 11 (spikes at 0, 1 and 5,
+    tau1 = 2, tau2 = 4).  Once the filter has fired, the position stops at the first
+    breakpoint at or after its spike, and a breakpoint at 0 moves nothing forward."""
+    spec = importlib.util.spec_from_file_location("bench_conv", REPO / "benchmarks" / "bench_conv.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from stidi.architecture import parse_architecture
+
+    layer = parse_architecture("3x3-1C3-2").layers[0]
+    T = np.full((1, 9), 20.0)
+    T[0, :3] = [0.0, 1.0, 5.0]
+
+    def work(t_spike):
+        return bench.sweep_work(T, layer, 9, 2.0, 4.0, 20.0, t_out=np.full((1, 1, 1, 1), t_spike))
+
+    silent = work(20.0)
+    assert silent["conv_slope_rows"] * 9 == pytest.approx(9) and silent["conv_advances"] * 9 == pytest.approx(8)
+    assert silent["conv_slope_rows_live"] * 9 == pytest.approx(9)
+    assert silent["conv_advances_live"] * 9 == pytest.approx(7)
+    early = work(4.5)                      # found at 5: rows 0, 1, 2, 3, 5
+    assert early["conv_slope_rows_live"] * 9 == pytest.approx(5)
+    assert early["conv_advances_live"] * 9 == pytest.approx(4)
+    tie = work(7.0)                        # found at the first 7; the second 7 is skipped
+    assert tie["conv_slope_rows_live"] * 9 == pytest.approx(7)
+    assert tie["conv_advances_live"] * 9 == pytest.approx(6)
