@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numba
 
+from ._io import atomic_write_text
+
 __all__ = ["njit", "prange", "CACHE_ENABLED"]
 
 prange = numba.prange
@@ -71,9 +73,7 @@ def drop_stale_kernels(cache: Path, stamp: str, recursive: bool = False) -> int:
             except OSError:
                 pass
     try:
-        tmp = marker.with_name(f"{_STAMP}.{os.getpid()}.tmp")
-        tmp.write_text(stamp)
-        os.replace(tmp, marker)
+        atomic_write_text(marker, stamp)
     except OSError:
         pass
     return dropped
